@@ -1,0 +1,427 @@
+"""Readers: find the input files, sniff CSV encoding/delimiter/header, and load everything into one raw table.
+
+CSV is read by DuckDB (all values as text, so nothing is lost to a failed cast; malformed lines are kept in
+a rejects table and quarantined). Text that is not UTF-8 is transcoded once into the run's work folder, as is
+text separated by runs of spaces. Excel is read with python-calamine. Parquet keeps its types.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import glob
+import io
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from shopseg.backends.duckdb import DuckDBBackend, quote
+from shopseg.errors import DataError, InputError
+
+log = logging.getLogger(__name__)
+
+CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".dat", ".psv"}
+PARQUET_SUFFIXES = {".parquet", ".pq"}
+EXCEL_SUFFIXES = {".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"}
+COMPRESSED = {".gz", ".zst", ".bz2"}
+SUPPORTED = CSV_SUFFIXES | PARQUET_SUFFIXES | EXCEL_SUFFIXES
+
+_SNIFF_BYTES = 256 * 1024
+_DELIMITERS = (",", ";", "\t", "|")
+
+
+def file_kind(path: Path) -> str:
+    """'csv', 'parquet' or 'excel', from the suffix (compressed CSV allowed)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        suffixes = suffixes[:-1]
+    suffix = suffixes[-1] if suffixes else ""
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in EXCEL_SUFFIXES:
+        return "excel"
+    if suffix in CSV_SUFFIXES or suffix == "":
+        return "csv"
+    raise InputError(
+        f"'{path}' has an unsupported file type '{suffix}'; shopseg reads CSV (.csv .txt .tsv, optionally .gz), "
+        "Parquet (.parquet) and Excel (.xlsx)"
+    )
+
+
+def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Files, folders (every supported file inside, sorted) and glob patterns → a sorted list of files."""
+    if not inputs:
+        raise InputError("no input given; pass one or more files, a folder or a glob such as 'data/*.csv'")
+    found: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and _supported(f))
+            if not files:
+                raise InputError(f"folder '{p}' holds no CSV, Parquet or Excel file")
+            found.extend(files)
+        elif p.is_file():
+            found.append(p)
+        elif any(ch in str(item) for ch in "*?["):
+            files = sorted(Path(f) for f in glob.glob(str(item), recursive=True) if Path(f).is_file())
+            if not files:
+                raise InputError(f"the pattern '{item}' matches no file")
+            found.extend(files)
+        else:
+            raise InputError(f"input '{item}' does not exist; check the path (folders and globs work too)")
+    seen: set[Path] = set()
+    unique = []
+    for f in found:
+        r = f.resolve()
+        if r not in seen:
+            seen.add(r)
+            unique.append(f)
+    return unique
+
+
+def _supported(f: Path) -> bool:
+    if f.name.startswith("."):
+        return False
+    try:
+        file_kind(f)
+    except InputError:
+        return False
+    suffixes = [s.lower() for s in f.suffixes]
+    return bool(suffixes) and (suffixes[-1] in SUPPORTED or (len(suffixes) > 1 and suffixes[-2] in SUPPORTED))
+
+
+# --------------------------------------------------------------------------------------------- CSV sniffing
+
+
+def _open_binary(path: Path) -> io.BufferedIOBase:
+    suffix = path.suffix.lower()
+    if suffix == ".gz":
+        import gzip
+
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if suffix == ".bz2":
+        import bz2
+
+        return bz2.open(path, "rb")  # type: ignore[return-value]
+    return path.open("rb")
+
+
+def detect_encoding(path: Path) -> str:
+    """'utf-8' when the whole file decodes as UTF-8, else the best guess of charset-normalizer."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    head = b""
+    with _open_binary(path) as fh:
+        try:
+            while chunk := fh.read(8 * 1024 * 1024):
+                if not head:
+                    head = chunk[:_SNIFF_BYTES]
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+            if head.startswith(codecs.BOM_UTF8):
+                return "utf-8-sig"
+            return "utf-8"
+        except UnicodeDecodeError:
+            pass
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head).best()
+    if best is None:
+        raise DataError(
+            f"cannot tell the text encoding of '{path}'; it may be binary. Set it with --encoding (e.g. latin-1)"
+        )
+    enc = str(best.encoding)
+    # Western exports decoded as a rarer single-byte code page are almost always cp1252/latin-1.
+    return enc
+
+
+@dataclass
+class CsvDialect:
+    encoding: str
+    delimiter: str  # one character, or "\\s+" for runs of whitespace
+    header: bool
+    first_line: list[str] = field(default_factory=list)
+
+
+def _looks_like_value(token: str) -> bool:
+    t = token.strip().strip('"')
+    return bool(re.fullmatch(r"[-+]?[\d.,/:\- ]+", t)) and any(ch.isdigit() for ch in t)
+
+
+def sniff_csv(path: Path, encoding: str | None, delimiter: str | None, header: bool | None) -> CsvDialect:
+    """Detect encoding, delimiter and whether the first line is a header."""
+    enc = encoding or detect_encoding(path)
+    with _open_binary(path) as fh:
+        raw = fh.read(_SNIFF_BYTES)
+    try:
+        text = raw.decode(enc, errors="replace")
+    except LookupError:
+        raise InputError(f"unknown encoding '{enc}'; use a Python codec name such as utf-8 or latin-1") from None
+    lines = [ln for ln in text.splitlines()[:50] if ln.strip()]
+    if len(raw) == _SNIFF_BYTES and len(lines) > 1:
+        lines = lines[:-1]  # the last one may be cut
+    if not lines:
+        raise DataError(f"'{path}' is empty: no header and no rows")
+    delim = delimiter or _detect_delimiter(lines)
+    if delim == "\\s+":
+        first = lines[0].split()
+    else:
+        first = next(csv.reader([lines[0]], delimiter=delim))
+    has_header = header if header is not None else not all(_looks_like_value(t) for t in first if t.strip())
+    return CsvDialect(enc, delim, has_header, first)
+
+
+def _detect_delimiter(lines: list[str]) -> str:
+    best, best_score = ",", -1.0
+    for d in _DELIMITERS:
+        counts = [len(next(csv.reader([ln], delimiter=d))) for ln in lines]
+        if counts[0] <= 1:
+            continue
+        consistent = sum(c == counts[0] for c in counts) / len(counts)
+        score = consistent * 1000 + counts[0]
+        if score > best_score:
+            best, best_score = d, score
+    if best_score >= 0 and best_score >= 900:
+        return best
+    ws = [len(ln.split()) for ln in lines]
+    if ws[0] > 1 and sum(c == ws[0] for c in ws) / len(ws) >= 0.9:
+        return "\\s+"
+    return best if best_score >= 0 else ","
+
+
+def _transcode(path: Path, dialect: CsvDialect, work: Path) -> Path:
+    """Rewrite a file as UTF-8 (and whitespace runs as tabs) into the work folder, streaming."""
+    work.mkdir(parents=True, exist_ok=True)
+    stem = re.sub(r"[^0-9A-Za-z_.-]", "_", path.name)
+    out = work / f"{abs(hash(str(path.resolve())))}_{stem}.utf8.csv"
+    with _open_binary(path) as fb, out.open("w", encoding="utf-8", newline="") as fo:
+        reader = io.TextIOWrapper(fb, encoding=dialect.encoding, errors="replace", newline="")  # type: ignore[arg-type]
+        if dialect.delimiter == "\\s+":
+            for line in reader:
+                fo.write("\t".join(line.split()) + "\n")
+        else:
+            while chunk := reader.read(4 * 1024 * 1024):
+                fo.write(chunk)
+    return out
+
+
+# --------------------------------------------------------------------------------------------- loading
+
+
+@dataclass
+class RawLoad:
+    """What was read: the raw table name, its columns, and per-file facts for the manifest."""
+
+    table: str
+    columns: list[str]
+    rows: int
+    rejected: int
+    files: list[dict[str, Any]]
+    notes: list[str]
+
+
+def load_raw(
+    backend: DuckDBBackend,
+    files: Sequence[Path],
+    table: str,
+    *,
+    work: Path,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    names: list[str] | None = None,
+    sheet: str | None = None,
+) -> RawLoad:
+    """Load every file into ``table`` (+ ``_row_id``, ``_source``); malformed CSV lines go to ``<table>_rejects``."""
+    kinds = {file_kind(f) for f in files}
+    as_text = kinds != {"parquet"}
+    parts: list[str] = []
+    notes: list[str] = []
+    file_facts: list[dict[str, Any]] = []
+    reject_sql: list[str] = []
+    if names is not None and header is None:
+        header = False
+    for kind in ("parquet", "csv", "excel"):
+        group = [f for f in files if file_kind(f) == kind]
+        if not group:
+            continue
+        if kind == "parquet":
+            lst = ", ".join(f"'{_sql_str(f)}'" for f in group)
+            cols = backend.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
+            sel = ", ".join(
+                (f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if as_text else quote(c)) for c in cols
+            )
+            parts.append(
+                f"SELECT {sel}, filename AS _source FROM read_parquet([{lst}], union_by_name = true, filename = true)"
+            )
+            file_facts += [{"path": str(f), "format": "parquet"} for f in group]
+        elif kind == "csv":
+            sql, facts, rej = _csv_group_sql(backend, group, work, encoding, delimiter, header, names, notes)
+            parts.append(sql)
+            file_facts += facts
+            reject_sql += rej
+        else:
+            for f in group:
+                name = f"__excel_{len(parts)}"
+                tbl = read_excel(f, sheet)
+                backend.register(name, tbl)
+                cols = list(tbl.column_names)
+                sel = ", ".join(quote(c) for c in cols)
+                parts.append(f"SELECT {sel}, '{_sql_str(f)}' AS _source FROM {quote(name)}")
+                file_facts.append({"path": str(f), "format": "excel", "sheet": sheet or "(first)"})
+    union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {quote(table)} AS "
+        f"SELECT row_number() OVER () AS _row_id, * FROM ({union})"
+    )
+    rejected = 0
+    rej_table = f"{table}_rejects"
+    if reject_sql:
+        backend.execute(f"CREATE OR REPLACE TABLE {quote(rej_table)} AS " + " UNION ALL ".join(reject_sql))
+        rejected = int(backend.scalar(f"SELECT count(*) FROM {quote(rej_table)}"))
+    else:
+        backend.execute(
+            f"CREATE OR REPLACE TABLE {quote(rej_table)} (_source VARCHAR, line BIGINT, csv_line VARCHAR, "
+            "error VARCHAR)"
+        )
+    rows = int(backend.scalar(f"SELECT count(*) FROM {quote(table)}"))
+    cols = [c for c, _ in backend.columns(table) if c not in ("_row_id", "_source")]
+    if rows == 0 and rejected == 0:
+        raise DataError(
+            "the input has no data rows: " + ", ".join(str(f) for f in files[:3])
+            + (" …" if len(files) > 3 else "")
+        )
+    return RawLoad(table, cols, rows, rejected, file_facts, notes)
+
+
+def _sql_str(p: Path | str) -> str:
+    return str(p).replace("'", "''")
+
+
+def _csv_group_sql(
+    backend: DuckDBBackend,
+    group: Sequence[Path],
+    work: Path,
+    encoding: str | None,
+    delimiter: str | None,
+    header: bool | None,
+    names: list[str] | None,
+    notes: list[str],
+) -> tuple[str, list[dict[str, Any]], list[str]]:
+    """One read_csv per set of files that share a header; the sets are unioned by column name."""
+    first = sniff_csv(group[0], encoding, delimiter, header)
+    use_header = first.header
+    if first.encoding not in ("utf-8", "utf-8-sig", "ascii"):
+        notes.append(f"CSV text encoding detected as {first.encoding}; transcoded to UTF-8")
+    if first.delimiter == "\\s+":
+        notes.append("columns separated by runs of spaces; read as such")
+    if not use_header and names is None:
+        names = [f"column{i}" for i in range(len(first.first_line))]
+        notes.append("the CSV has no header line; columns are guessed from their values")
+    by_layout: dict[tuple[str, ...], list[tuple[Path, Path]]] = {}
+    facts: list[dict[str, Any]] = []
+    for f in group:
+        d = first if f == group[0] else sniff_csv(
+            f, encoding, first.delimiter if delimiter is None else delimiter, use_header
+        )
+        needs = d.encoding not in ("utf-8", "utf-8-sig", "ascii") or d.delimiter == "\\s+"
+        target = _transcode(f, d, work) if needs else f
+        if use_header:
+            cols = [c.strip().lstrip("\ufeff") or f"column{i}" for i, c in enumerate(d.first_line)]
+            deduped: list[str] = []
+            for c in cols:
+                while c in deduped:
+                    c += "_"
+                deduped.append(c)
+            layout = tuple(deduped)
+        else:
+            assert names is not None
+            if len(names) != len(d.first_line):
+                raise InputError(
+                    f"{len(names)} column names given for '{f}', which has {len(d.first_line)} columns "
+                    f"({d.first_line}); give one name per column with --names"
+                )
+            layout = tuple(names)
+        by_layout.setdefault(layout, []).append((f, target))
+        facts.append({"path": str(f), "format": "csv", "encoding": d.encoding,
+                      "delimiter": d.delimiter, "header": use_header})
+    delim = "\t" if first.delimiter == "\\s+" else first.delimiter
+    selects: list[str] = []
+    rejects: list[str] = []
+    for i, (layout, pairs) in enumerate(by_layout.items()):
+        lst = ", ".join(f"'{_sql_str(t)}'" for _, t in pairs)
+        tag = f"{abs(hash(lst)) % 10**9}_{i}"
+        opts = ", ".join([
+            f"delim = '{_sql_str(delim)}'",
+            f"header = {'true' if use_header else 'false'}",
+            "auto_detect = false",
+            "quote = '\"'",
+            "escape = '\"'",
+            "filename = true",
+            "store_rejects = true",
+            f"rejects_table = '_rej_err_{tag}'",
+            f"rejects_scan = '_rej_scan_{tag}'",
+            "columns = {" + ", ".join(f"'{_sql_str(n)}': 'VARCHAR'" for n in layout) + "}",
+        ])
+        case = "CASE {col} " + " ".join(
+            f"WHEN '{_sql_str(t)}' THEN '{_sql_str(f)}'" for f, t in pairs
+        ) + " ELSE {col} END"
+        sel = ", ".join(quote(c) for c in layout)
+        selects.append(
+            f"SELECT {sel}, {case.format(col='filename')} AS _source FROM read_csv([{lst}], {opts})"
+        )
+        rejects.append(
+            f"SELECT {case.format(col='s.file_path')} AS _source, e.line::BIGINT AS line, "
+            "any_value(e.csv_line) AS csv_line, string_agg(DISTINCT CAST(e.error_type AS VARCHAR), '; ') AS error "
+            f"FROM _rej_err_{tag} e JOIN _rej_scan_{tag} s ON e.scan_id = s.scan_id AND e.file_id = s.file_id "
+            "GROUP BY ALL"
+        )
+    if len(by_layout) > 1:
+        notes.append(f"the CSV files come in {len(by_layout)} column layouts; combined by column name")
+    sql = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
+    return sql, facts, rejects
+
+
+def read_excel(path: Path, sheet: str | None = None) -> pa.Table:
+    """Read one sheet (the first by default) of a workbook into an all-text Arrow table."""
+    from python_calamine import CalamineWorkbook
+
+    try:
+        wb = CalamineWorkbook.from_path(str(path))
+    except Exception as exc:  # calamine raises its own error types
+        raise DataError(f"cannot read Excel workbook '{path}': {exc}") from None
+    names = list(wb.sheet_names)
+    if not names:
+        raise DataError(f"Excel workbook '{path}' has no sheets")
+    if sheet is None:
+        chosen = names[0]
+    elif sheet in names:
+        chosen = sheet
+    else:
+        raise InputError(f"sheet '{sheet}' not found in '{path}'; its sheets are {names}; set it with --sheet")
+    rows = wb.get_sheet_by_name(chosen).to_python(skip_empty_area=True)
+    if not rows:
+        raise DataError(f"sheet '{chosen}' of '{path}' is empty")
+    head = [str(h).strip() if h not in (None, "") else f"column{i}" for i, h in enumerate(rows[0])]
+    body = rows[1:]
+    columns: dict[str, list[str | None]] = {}
+    for i, h in enumerate(head):
+        name = h
+        while name in columns:
+            name += "_"
+        columns[name] = [_cell_text(r[i]) if i < len(r) else None for r in body]
+    return pa.table({k: pa.array(v, type=pa.string()) for k, v in columns.items()})
+
+
+def _cell_text(v: Any) -> str | None:
+    if v is None or v == "":
+        return None
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)

@@ -1,0 +1,202 @@
+"""Recommendations (first version): popularity, per-segment top products, the customer's own history, and a
+blend, all in SQL on the backend; evaluated on a time split.
+
+Items that customers often re-buy may be recommended again; any other item is excluded once bought. An item
+counts as often re-bought when the share of its buyers who bought it in two or more orders reaches the
+threshold (by default the median of that share over items with 5+ buyers, so the split follows the shop).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from shopseg.backends.duckdb import DuckDBBackend
+
+__all__ = ["METHODS", "RecommendResult", "evaluate", "recommend_all", "segment_top_products"]
+
+METHODS: dict[str, str] = {
+    "popularity": "global top products by number of buyers (already-bought items excluded unless re-bought often)",
+    "segment_top": "the customer's segment's top products by number of buyers (same exclusion)",
+    "own_history": "the customer's own most-bought products (by number of orders)",
+    "blend": "own often-re-bought products first, then the segment's top products not yet bought",
+}
+
+
+def _prepare(backend: DuckDBBackend, source: str, prefix: str, threshold: float | None) -> float:
+    """Create ``{prefix}interactions`` and ``{prefix}items``; return the re-buy threshold used."""
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {prefix}interactions AS "
+        f"SELECT customer_id, product_id, count(DISTINCT order_id) AS n_orders, sum(quantity) AS quantity, "
+        f"sum(quantity * unit_price) AS amount, max(ts) AS last_ts "
+        f"FROM ({source}) WHERE product_id IS NOT NULL GROUP BY ALL"
+    )
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {prefix}items AS "
+        f"SELECT product_id, count(*) AS n_buyers, avg(CASE WHEN n_orders >= 2 THEN 1.0 ELSE 0.0 END) "
+        f"AS repurchase_rate FROM {prefix}interactions GROUP BY ALL"
+    )
+    if threshold is None:
+        t = backend.scalar(f"SELECT median(repurchase_rate) FROM {prefix}items WHERE n_buyers >= 5")
+        threshold = float(t) if t is not None else 1.0
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {prefix}items AS SELECT *, repurchase_rate >= {threshold} AND n_buyers >= 5 "
+        f"AS rebuyable FROM {prefix}items"
+    )
+    return threshold
+
+
+def _pool(n: int) -> int:
+    return max(3 * n, n + 50)
+
+
+def _recs_sql(method: str, prefix: str, users: str, n: int) -> str:
+    """SQL giving (customer_id, rank, product_id, score, source) for ``users`` (customer_id, segment)."""
+    i, it = f"{prefix}interactions", f"{prefix}items"
+    allowed = (
+        f"NOT EXISTS (SELECT 1 FROM {i} b JOIN {it} x USING (product_id) "
+        f"WHERE b.customer_id = c.customer_id AND b.product_id = p.product_id AND NOT x.rebuyable)"
+    )
+    if method == "popularity":
+        cand = (
+            f"SELECT c.customer_id, p.product_id, p.n_buyers::DOUBLE / (SELECT count(DISTINCT customer_id) FROM {i}) "
+            f"AS score, 'popularity' AS source FROM {users} c, "
+            f"(SELECT * FROM {it} ORDER BY n_buyers DESC, product_id LIMIT {_pool(n)}) p WHERE {allowed}"
+        )
+    elif method == "segment_top":
+        cand = (
+            f"SELECT c.customer_id, p.product_id, p.buyer_share AS score, 'segment_top' AS source "
+            f"FROM {users} c JOIN (SELECT * FROM {prefix}segment_items WHERE seg_rank <= {_pool(n)}) p "
+            f"ON p.segment = c.segment WHERE {allowed}"
+        )
+    elif method == "own_history":
+        cand = (
+            f"SELECT c.customer_id, b.product_id, b.n_orders + epoch(b.last_ts) / 1e12 AS score, "
+            f"'own_history' AS source FROM {users} c JOIN {i} b USING (customer_id)"
+        )
+    elif method == "blend":
+        own = (
+            f"SELECT c.customer_id, b.product_id, 1.0 + b.n_orders / f.n_orders + epoch(b.last_ts) / 1e15 AS score, "
+            f"'own_history' AS source FROM {users} c JOIN {i} b USING (customer_id) "
+            f"JOIN {it} x USING (product_id) "
+            f"JOIN (SELECT customer_id, max(n_orders) AS n_orders FROM {i} GROUP BY 1) f USING (customer_id) "
+            f"WHERE x.rebuyable"
+        )
+        seg = _recs_sql("segment_top", prefix, users, n)
+        cand = f"{own} UNION ALL SELECT customer_id, product_id, score, source FROM ({seg})"
+        cand = (
+            f"SELECT customer_id, product_id, max(score) AS score, arg_max(source, score) AS source "
+            f"FROM ({cand}) GROUP BY ALL"
+        )
+    else:
+        raise ValueError(method)
+    return (
+        f"SELECT customer_id, rank, product_id, score, source FROM ("
+        f"SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY score DESC, product_id) AS rank "
+        f"FROM ({cand})) WHERE rank <= {n}"
+    )
+
+
+def _segment_items(backend: DuckDBBackend, prefix: str, segments: str) -> None:
+    i = f"{prefix}interactions"
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {prefix}segment_items AS "
+        f"WITH s AS (SELECT segment, count(*) AS seg_buyers FROM {segments} "
+        f"           WHERE customer_id IN (SELECT customer_id FROM {i}) GROUP BY 1), "
+        f"pop AS (SELECT product_id, count(*)::DOUBLE / (SELECT count(DISTINCT customer_id) FROM {i}) AS pop_share "
+        f"        FROM {i} GROUP BY 1), "
+        f"si AS (SELECT g.segment, b.product_id, count(*) AS buyers FROM {i} b JOIN {segments} g USING (customer_id) "
+        f"       GROUP BY ALL) "
+        f"SELECT si.segment, si.product_id, si.buyers, si.buyers::DOUBLE / s.seg_buyers AS buyer_share, "
+        f"(si.buyers::DOUBLE / s.seg_buyers) / pop.pop_share AS lift, "
+        f"row_number() OVER (PARTITION BY si.segment ORDER BY si.buyers DESC, si.product_id) AS seg_rank "
+        f"FROM si JOIN s USING (segment) JOIN pop USING (product_id)"
+    )
+
+
+@dataclass
+class RecommendResult:
+    threshold: float
+    evaluation: pd.DataFrame | None = None
+    eval_notes: list[str] = field(default_factory=list)
+
+
+def recommend_all(backend: DuckDBBackend, *, n: int, threshold: float | None, method: str = "blend") -> float:
+    """Fit on all clean transactions; write ``recommendations`` and ``segment_items``. Needs ``segments``."""
+    threshold = _prepare(backend, "SELECT * FROM transactions", "", threshold)
+    _segment_items(backend, "", "segments")
+    backend.execute(
+        "CREATE OR REPLACE TABLE recommendations AS "
+        "WITH names AS (SELECT product_id, mode(product_name) AS product_name FROM transactions GROUP BY 1) "
+        f"SELECT r.customer_id, r.rank, r.product_id, names.product_name, r.score, r.source "
+        f"FROM ({_recs_sql(method, '', 'segments', n)}) r LEFT JOIN names USING (product_id) "
+        "ORDER BY r.customer_id, r.rank"
+    )
+    return threshold
+
+
+def segment_top_products(backend: DuckDBBackend, n: int) -> pd.DataFrame:
+    """Top products per segment by buyers, with buyer share and lift against the population."""
+    return backend.df(
+        "WITH names AS (SELECT product_id, mode(product_name) AS product_name FROM transactions GROUP BY 1) "
+        f"SELECT s.segment, s.seg_rank AS rank, s.product_id, names.product_name, s.buyers, s.buyer_share, s.lift "
+        f"FROM segment_items s LEFT JOIN names USING (product_id) WHERE s.seg_rank <= {n} "
+        "ORDER BY s.segment, s.seg_rank"
+    )
+
+
+def evaluate(
+    backend: DuckDBBackend,
+    *,
+    as_of: datetime,
+    holdout_days: int,
+    n: int,
+    threshold: float | None,
+    segment_of: str,
+) -> tuple[pd.DataFrame, dict[str, object]]:
+    """Hold out the last ``holdout_days``; fit on the rest; score every method on users with purchases on both
+    sides. Truth = distinct products bought in the hold-out that exist in training. ``segment_of`` is a table
+    (customer_id, segment) giving each customer's segment as of the cut-off.
+    """
+    cutoff = as_of - timedelta(days=holdout_days)
+    c = f"TIMESTAMP '{cutoff:%Y-%m-%d %H:%M:%S}'"
+    a = f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'"
+    p = "ev_"
+    used = _prepare(backend, f"SELECT * FROM transactions WHERE ts < {c}", p, threshold)
+    _segment_items(backend, p, segment_of)
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {p}truth AS SELECT DISTINCT t.customer_id, t.product_id FROM transactions t "
+        f"WHERE t.ts >= {c} AND t.ts < {a} AND t.product_id IN (SELECT product_id FROM {p}items) "
+        f"AND t.customer_id IN (SELECT customer_id FROM {p}interactions)"
+    )
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {p}users AS SELECT DISTINCT t.customer_id, coalesce(s.segment, -1) AS segment "
+        f"FROM {p}truth t LEFT JOIN {segment_of} s USING (customer_id)"
+    )
+    n_users = int(backend.scalar(f"SELECT count(*) FROM {p}users"))
+    info: dict[str, object] = {
+        "cutoff": cutoff.isoformat(), "users": n_users, "k": n, "rebuy_threshold": used,
+        "train_items": int(backend.scalar(f"SELECT count(*) FROM {p}items")),
+    }
+    rows = []
+    if n_users == 0:
+        return pd.DataFrame(columns=["method", "precision", "recall", "hit_rate", "coverage"]), info
+    for method in METHODS:
+        recs = _recs_sql(method, p, f"{p}users", n)
+        r = backend.con.execute(
+            f"WITH r AS ({recs}), "
+            f"h AS (SELECT r.customer_id, count(*) AS hits FROM r JOIN {p}truth t USING (customer_id, product_id) "
+            f"      GROUP BY 1), "
+            f"tc AS (SELECT customer_id, count(*) AS n_true FROM {p}truth GROUP BY 1) "
+            f"SELECT avg(coalesce(h.hits, 0) / {n}), avg(coalesce(h.hits, 0) / tc.n_true), "
+            f"avg(CASE WHEN h.hits > 0 THEN 1.0 ELSE 0.0 END), "
+            f"(SELECT count(DISTINCT product_id) FROM r)::DOUBLE / {info['train_items']} "
+            f"FROM tc LEFT JOIN h USING (customer_id)"
+        ).fetchall()[0]
+        assert r is not None
+        rows.append((method, float(r[0]), float(r[1]), float(r[2]), float(r[3])))
+    table = pd.DataFrame(rows, columns=["method", "precision", "recall", "hit_rate", "coverage"])
+    table["description"] = table["method"].map(METHODS)
+    return table, info
