@@ -112,7 +112,8 @@ def _open_binary(path: Path) -> io.BufferedIOBase:
 
 
 def detect_encoding(path: Path) -> str:
-    """'utf-8' when the whole file decodes as UTF-8, else the best guess of charset-normalizer."""
+    """'utf-8' when the whole file decodes as UTF-8; else charset-normalizer's guess from the lines that hold
+    non-ASCII bytes (a file that is ASCII but for a few Latin-1 bytes is read as cp1252/latin-1)."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     head = b""
     with _open_binary(path) as fh:
@@ -122,22 +123,31 @@ def detect_encoding(path: Path) -> str:
                     head = chunk[:_SNIFF_BYTES]
                 decoder.decode(chunk)
             decoder.decode(b"", final=True)
-            if head.startswith(codecs.BOM_UTF8):
-                return "utf-8-sig"
-            return "utf-8"
+            return "utf-8-sig" if head.startswith(codecs.BOM_UTF8) else "utf-8"
         except UnicodeDecodeError:
             pass
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
+    sample = bytearray()
+    with _open_binary(path) as fh:
+        for line in fh:
+            if any(b > 0x7F for b in line):
+                sample += line
+                if len(sample) > 64 * 1024:
+                    break
     from charset_normalizer import from_bytes
 
-    best = from_bytes(head).best()
+    best = from_bytes(bytes(sample) or head).best()
     if best is None:
         raise DataError(
             f"cannot tell the text encoding of '{path}'; it may be binary. Set it with --encoding (e.g. latin-1)"
         )
-    enc = str(best.encoding)
-    # Western exports decoded as a rarer single-byte code page are almost always cp1252/latin-1.
+    enc = str(best.encoding).lower().replace("-", "_")
+    if enc in ("ascii", "utf_8", "latin_1", "iso8859_1", "iso_8859_1"):
+        # what remains once UTF-8 failed on a mostly-ASCII Western export: Windows-1252 (a superset of
+        # Latin-1's printable characters), unless bytes undefined in cp1252 occur
+        undefined = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
+        return "latin-1" if any(b in undefined for b in sample) else "cp1252"
     return enc
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
+from threadpoolctl import threadpool_limits
 
 from shopseg.errors import NotFittedError
 from shopseg.segment.preprocess import Preprocessor
@@ -49,6 +50,12 @@ class KMeansSegmenter:
 
     # -------------------------------------------------------------------------------- fit / predict
     def fit(self, frame: pd.DataFrame) -> KMeansSegmenter:
+        # scikit-learn's OpenMP threads busy-wait; beside DuckDB's pool on a small machine that made a
+        # 4,000-customer fit 10x slower (measured: 21 s vs 2.3 s for k = 2..10). One thread is faster here.
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return self._fit(frame)
+
+    def _fit(self, frame: pd.DataFrame) -> KMeansSegmenter:
         self.preprocessor_ = Preprocessor(list(self.features)).fit(frame)
         x = self.preprocessor_.transform(frame)
         n = len(x)
