@@ -14,9 +14,7 @@ from shopseg.datasets import write_parquet
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, required=True, help="number of order lines to write")
     parser.add_argument("--out", type=Path, required=True, help="output Parquet path")
     parser.add_argument("--seed", type=int, default=0)

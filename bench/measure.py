@@ -20,9 +20,7 @@ from typing import Any
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", default=None, help="name to put in the JSON line")
     parser.add_argument("cmd", nargs=argparse.REMAINDER, help="-- command and arguments")
     args = parser.parse_args(argv)

@@ -36,8 +36,15 @@ def main(src: str) -> None:
     out = df[keep].copy()
     d = out["InvoiceDate"]
     out["InvoiceDate"] = (
-        d.dt.month.astype(str) + "/" + d.dt.day.astype(str) + "/" + d.dt.year.astype(str) + " "
-        + d.dt.hour.astype(str) + ":" + d.dt.minute.map("{:02d}".format)
+        d.dt.month.astype(str)
+        + "/"
+        + d.dt.day.astype(str)
+        + "/"
+        + d.dt.year.astype(str)
+        + " "
+        + d.dt.hour.astype(str)
+        + ":"
+        + d.dt.minute.map("{:02d}".format)
     )
     out["CustomerID"] = out["CustomerID"].map(lambda v: "" if pd.isna(v) else f"{float(v):.1f}")
     target = Path(__file__).resolve().parents[1] / "src" / "shopseg" / "data" / "online_retail_sample.csv.gz"

@@ -198,8 +198,7 @@ def test_quirks_present(quirky_shop: GeneratedShop) -> None:
         suffixes=("", "_bought"),
     )
     matched = matched[
-        (matched["InvoiceDate_bought"] <= matched["InvoiceDate"])
-        & (matched["Quantity_bought"] == -matched["Quantity"])
+        (matched["InvoiceDate_bought"] <= matched["InvoiceDate"]) & (matched["Quantity_bought"] == -matched["Quantity"])
     ]
     assert (
         matched[["InvoiceNo", "StockCode"]].drop_duplicates().shape[0]

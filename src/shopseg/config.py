@@ -17,7 +17,17 @@ from shopseg.errors import ConfigError
 from shopseg.schema import TRANSACTION_COLUMNS
 
 DEFAULT_NON_PRODUCT_CODES: tuple[str, ...] = (
-    "POST", "DOT", "M", "D", "S", "B", "C2", "CRUK", "PADS", "BANK CHARGES", "AMAZONFEE",
+    "POST",
+    "DOT",
+    "M",
+    "D",
+    "S",
+    "B",
+    "C2",
+    "CRUK",
+    "PADS",
+    "BANK CHARGES",
+    "AMAZONFEE",
 )
 DEFAULT_NON_PRODUCT_PATTERNS: tuple[str, ...] = ("gift_%",)
 DEFAULT_SEGMENT_FEATURES: tuple[str, ...] = ("recency_days", "frequency", "avg_order_value", "tenure_days")
@@ -64,7 +74,8 @@ class CleanConfig(_Section):
         description="SQL LIKE patterns of non-product codes (case-insensitive), e.g. 'gift_%'.",
     )
     outliers: Literal["off", "flag", "remove"] = Field(
-        "off", description="Outlier customers by spend: off, flag them in the CRM file, or remove (quarantine)."
+        "off",
+        description="Outlier customers by spend: off, flag them in the CRM file, or remove (quarantine).",
     )
     outlier_method: Literal["iqr", "mad"] = Field(
         "mad", description="iqr: above Q3 + t*IQR of log spend; mad: robust z-score of log spend above t."
@@ -106,7 +117,9 @@ class RecommendConfig(_Section):
     holdout_days: int = Field(30, ge=1, description="Days at the end held out to evaluate recommendations.")
     segment_top_n: int = Field(20, ge=1, description="Top products kept per segment.")
     rebuy_threshold: float | None = Field(
-        None, ge=0, le=1,
+        None,
+        ge=0,
+        le=1,
         description="An item counts as often re-bought when this share of its buyers bought it in 2+ orders; "
         "default: the median over items bought by 5+ customers.",
     )

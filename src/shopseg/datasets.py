@@ -212,9 +212,7 @@ _COUNTRIES = (
     "Portugal", "Australia", "Norway", "Italy", "Channel Islands", "Finland", "Cyprus", "Sweden",
     "Austria", "Denmark", "Japan", "Poland",
 )  # fmt: skip
-_COUNTRY_WEIGHTS = np.array(
-    [900.0, 18, 16, 15, 5, 4.5, 4, 4, 3, 2.5, 2, 1.5, 1.5, 1.5, 1.2, 1, 1, 1, 0.7, 0.7]
-)
+_COUNTRY_WEIGHTS = np.array([900.0, 18, 16, 15, 5, 4.5, 4, 4, 3, 2.5, 2, 1.5, 1.5, 1.5, 1.2, 1, 1, 1, 0.7, 0.7])
 
 # Non-product codes of the real file with a typical unit price.
 _SPECIAL_CODES = (
@@ -260,9 +258,7 @@ def _make_catalogue(
     suffix_letters = np.array(list("ABCDEFGHJKLMNPRSTW"), dtype=object)
     has_suffix = rng.random(n_products) < 0.15
     suffixes = np.where(has_suffix, suffix_letters[rng.integers(0, len(suffix_letters), n_products)], "")
-    codes = np.array(
-        [f"{n}{s}" for n, s in zip(numbers.tolist(), suffixes.tolist(), strict=True)], dtype=object
-    )
+    codes = np.array([f"{n}{s}" for n, s in zip(numbers.tolist(), suffixes.tolist(), strict=True)], dtype=object)
 
     n_combos = len(_COLOURS) * len(_THEMES) * len(_ITEMS)
     combos = rng.permutation(n_combos)[: min(n_products, n_combos)]
@@ -442,9 +438,7 @@ def generate_shop(
     o_last = last_ago[order_cust]
     middle = np.floor(o_last + rng.random(n_total_orders) * (o_first - o_last + 1)).astype(np.int64)
     middle = np.minimum(middle, o_first)
-    order_ago = np.where(
-        order_rank == 0, o_first, np.where(order_rank == n_orders[order_cust] - 1, o_last, middle)
-    )
+    order_ago = np.where(order_rank == 0, o_first, np.where(order_rank == n_orders[order_cust] - 1, o_last, middle))
     order_time = _order_times(rng, order_ago, end_day, start_day)
     order_value = cust_aov[order_cust] * np.exp(rng.normal(-0.045, 0.3, n_total_orders))
     mean_lines = seg_attr([s.lines_per_order for s in segments])[order_cust]
@@ -460,9 +454,7 @@ def generate_shop(
         mask = line_seg == s
         product[mask] = _sample(rng, seg_probs[s], int(mask.sum()))
     from_fav = rng.random(len(line_order)) < 0.65
-    fav_pick = fav_start[line_cust] + np.floor(rng.random(len(line_order)) * n_fav[line_cust]).astype(
-        np.int64
-    )
+    fav_pick = fav_start[line_cust] + np.floor(rng.random(len(line_order)) * n_fav[line_cust]).astype(np.int64)
     product = np.where(from_fav, favourites[fav_pick], product)
     # One line per product within an order, as in the real file (almost always).
     _, keep = np.unique(line_order * n_products + product, return_index=True)
@@ -498,9 +490,7 @@ def generate_shop(
     )
     special_rows: list[pd.DataFrame] = []
     if quirks:
-        lines, orders, special_rows = _add_quirks(
-            rng, lines, orders, catalogue, cust_country, start_day, end_day
-        )
+        lines, orders, special_rows = _add_quirks(rng, lines, orders, catalogue, cust_country, start_day, end_day)
 
     transactions = _assemble(rng, lines, orders, special_rows, catalogue, cust_id, cust_country, quirks)
     truth = pd.DataFrame(

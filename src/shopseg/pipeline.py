@@ -109,8 +109,14 @@ def _segment(s: RunState) -> None:
     assert s.features is not None
     c = s.config.segment
     seg = KMeansSegmenter(
-        _segment_features(s), k=c.k, k_min=c.k_min, k_max=c.k_max, n_init=c.n_init, seed=c.seed,
-        silhouette_sample=c.silhouette_sample, selection_sample=c.selection_sample,
+        _segment_features(s),
+        k=c.k,
+        k_min=c.k_min,
+        k_max=c.k_max,
+        n_init=c.n_init,
+        seed=c.seed,
+        silhouette_sample=c.silhouette_sample,
+        selection_sample=c.selection_sample,
     ).fit(s.features.frame)
     s.segmenter, s.labels = seg, seg.labels_
     if seg.selection_.warning:
@@ -160,7 +166,11 @@ def _recommend(s: RunState) -> None:
         pd.DataFrame({"customer_id": early["customer_id"], "segment": s.segmenter.predict(early)}),
     )
     table, info = evaluate(
-        s.backend, as_of=s.features.as_of, holdout_days=rc.holdout_days, n=rc.n, threshold=rc.rebuy_threshold,
+        s.backend,
+        as_of=s.features.as_of,
+        holdout_days=rc.holdout_days,
+        n=rc.n,
+        threshold=rc.rebuy_threshold,
         segment_of="ev_segment_of",
     )
     s.rec_eval, s.rec_info = table, info
@@ -284,10 +294,13 @@ def _manifest(s: RunState, total: float) -> dict[str, Any]:
             **s.clean.as_dict(),
             "customers": len(s.features.frame),
             "recommendations": int(s.backend.scalar("SELECT count(*) FROM recommendations"))
-            if s.backend.has_table("recommendations") else 0,
+            if s.backend.has_table("recommendations")
+            else 0,
         },
         "segmentation": {
-            "algorithm": "kmeans", "k": s.segmenter.k_, "features": s.segmenter.preprocessor_.features,
+            "algorithm": "kmeans",
+            "k": s.segmenter.k_,
+            "features": s.segmenter.preprocessor_.features,
             "reason": s.segmenter.selection_.reason,
         },
         "recommendation_evaluation": {

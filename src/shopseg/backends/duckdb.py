@@ -24,8 +24,9 @@ class DuckDBBackend:
     name = "duckdb"
     dialect = "duckdb"
 
-    def __init__(self, path: str | Path = ":memory:", *, memory_limit: str | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path = ":memory:", *, memory_limit: str | None = None, threads: int | None = None
+    ) -> None:
         self.path = str(path)
         try:
             self.con = duckdb.connect(self.path)
@@ -54,12 +55,10 @@ class DuckDBBackend:
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         try:
-            result = self.con.execute(sql, params).arrow()
+            table: pa.Table = self.con.execute(sql, params).to_arrow_table()
         except duckdb.Error as exc:
             raise BackendError(f"DuckDB failed: {exc}\nSQL: {sql[:2000]}") from None
-        if isinstance(result, pa.RecordBatchReader):
-            return result.read_all()
-        return result
+        return table
 
     def scalar(self, sql: str, params: list[Any] | None = None) -> Any:
         try:
@@ -93,9 +92,7 @@ class DuckDBBackend:
         return [str(d[0]) for d in rel.description or []]
 
     def has_table(self, name: str) -> bool:
-        n = self.scalar(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-        )
+        n = self.scalar("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name])
         return bool(n)
 
     def to_parquet(self, sql: str, path: Path) -> None:

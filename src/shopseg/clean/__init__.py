@@ -45,14 +45,30 @@ def rules_for(cfg: CleanConfig) -> list[Rule]:
     non_product = f"upper(product_id) IN ({_in_list(cfg.non_product_codes)})" + (f" OR {like}" if like else "")
     return [
         Rule("bad_date", "order date missing or not a date", "ts IS NULL"),
-        Rule("bad_number", "quantity or price missing or not a number", "quantity IS NULL OR unit_price IS NULL"),
+        Rule(
+            "bad_number",
+            "quantity or price missing or not a number",
+            "quantity IS NULL OR unit_price IS NULL",
+        ),
         Rule("missing_customer", "no customer id", "customer_id IS NULL"),
-        Rule("cancellation", "cancellation invoice (order id 'C' + digits)", "regexp_matches(order_id, '^[Cc][0-9]')",
-             ("order_id",)),
-        Rule("adjustment", "adjustment invoice (order id 'A' + digits, e.g. bad debt)",
-             "regexp_matches(order_id, '^[Aa][0-9]')", ("order_id",)),
-        Rule("non_product", "not a product (postage, fees, manual and gift-voucher lines)", non_product,
-             ("product_id",)),
+        Rule(
+            "cancellation",
+            "cancellation invoice (order id 'C' + digits)",
+            "regexp_matches(order_id, '^[Cc][0-9]')",
+            ("order_id",),
+        ),
+        Rule(
+            "adjustment",
+            "adjustment invoice (order id 'A' + digits, e.g. bad debt)",
+            "regexp_matches(order_id, '^[Aa][0-9]')",
+            ("order_id",),
+        ),
+        Rule(
+            "non_product",
+            "not a product (postage, fees, manual and gift-voucher lines)",
+            non_product,
+            ("product_id",),
+        ),
         Rule("non_positive_quantity", "quantity zero or negative (returns, stock adjustments)", "quantity <= 0"),
         Rule("non_positive_price", "unit price zero or negative", "unit_price <= 0"),
         Rule("duplicate", "exact copy of an earlier line", "_dup > 1"),
@@ -116,9 +132,7 @@ def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanC
         f"SELECT NULL AS _row_id, '{MALFORMED_RULE.code}' AS reason, _source AS source, csv_line AS raw_line "
         f"FROM {RAW}_rejects"
     )
-    counts = dict(
-        backend.con.execute(f"SELECT _reason, count(*) FROM {FLAGGED} GROUP BY _reason").fetchall()
-    )
+    counts = dict(backend.con.execute(f"SELECT _reason, count(*) FROM {FLAGGED} GROUP BY _reason").fetchall())
     clean_rows = int(counts.pop(None, 0))
     rows = [(r.code, r.description, int(counts.get(r.code, 0))) for r in rules]
     rows.append((MALFORMED_RULE.code, MALFORMED_RULE.description, ingest.rejected_lines))

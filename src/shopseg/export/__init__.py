@@ -39,8 +39,17 @@ def write_frame(frame: pd.DataFrame, path: Path) -> None:
 
 
 CRM_COLUMNS = (
-    "customer_id", "segment", "segment_name", "action", "recency_days", "frequency", "monetary",
-    "avg_order_value", "tenure_days", "first_purchase", "last_purchase",
+    "customer_id",
+    "segment",
+    "segment_name",
+    "action",
+    "recency_days",
+    "frequency",
+    "monetary",
+    "avg_order_value",
+    "tenure_days",
+    "first_purchase",
+    "last_purchase",
 )
 
 

@@ -29,8 +29,12 @@ class Feature:
 
 
 _WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_BANDS = (("night", "00:00-05:59"), ("morning", "06:00-11:59"), ("afternoon", "12:00-17:59"),
-          ("evening", "18:00-23:59"))
+_BANDS = (
+    ("night", "00:00-05:59"),
+    ("morning", "06:00-11:59"),
+    ("afternoon", "12:00-17:59"),
+    ("evening", "18:00-23:59"),
+)
 
 FEATURES: tuple[Feature, ...] = (
     Feature("recency_days", "days from the last order's date to the as-of date", "days"),
@@ -38,17 +42,24 @@ FEATURES: tuple[Feature, ...] = (
     Feature("monetary", "total spend (quantity x unit price over clean lines; returns not netted)", "currency"),
     Feature("avg_order_value", "monetary / frequency", "currency per order"),
     Feature("tenure_days", "days from the first order's date to the as-of date", "days"),
-    Feature("mean_days_between_orders",
-            "mean gap between first and last order per repeat order; for one-order customers the tenure "
-            "(a lower bound: they have not re-ordered in that long)", "days"),
+    Feature(
+        "mean_days_between_orders",
+        "mean gap between first and last order per repeat order; for one-order customers the tenure "
+        "(a lower bound: they have not re-ordered in that long)",
+        "days",
+    ),
     Feature("distinct_products", "number of different products bought", "products", ("product_id",)),
     Feature("mean_basket_items", "mean units per order", "units"),
     Feature("mean_basket_lines", "mean lines (products) per order", "lines"),
     Feature("total_items", "units bought in all", "units"),
     Feature("n_lines", "order lines in all", "lines"),
     Feature("mean_unit_price", "spend per unit bought (price level)", "currency per unit"),
-    Feature("return_rate", "value of cancellations matched to the customer's earlier purchases / monetary, "
-            "capped at 1", "share", ("order_id", "product_id")),
+    Feature(
+        "return_rate",
+        "value of cancellations matched to the customer's earlier purchases / monetary, capped at 1",
+        "share",
+        ("order_id", "product_id"),
+    ),
     *(Feature(f"spend_share_{d}", f"share of spend on {d.capitalize()}days", "share") for d in _WEEKDAYS),
     *(Feature(f"spend_share_{b}", f"share of spend in the {b} ({hours}, shop time)", "share") for b, hours in _BANDS),
     Feature("active_months", "distinct calendar months with an order (purchase-month spread)", "months"),

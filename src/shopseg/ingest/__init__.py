@@ -84,8 +84,15 @@ def ingest_transactions(
     work = work or Path(".shopseg-work")
     header = None if cfg.header else False
     load = load_raw(
-        backend, files, RAW, work=work, encoding=cfg.encoding, delimiter=cfg.delimiter,
-        header=header if cfg.names is None else False, names=cfg.names, sheet=cfg.sheet,
+        backend,
+        files,
+        RAW,
+        work=work,
+        encoding=cfg.encoding,
+        delimiter=cfg.delimiter,
+        header=header if cfg.names is None else False,
+        names=cfg.names,
+        sheet=cfg.sheet,
     )
     notes = list(load.notes)
     explicit = dict(cfg.columns)
@@ -95,7 +102,8 @@ def ingest_transactions(
         for canon, src in guessed.items():
             explicit.setdefault(canon, src)
         notes.append(
-            "columns guessed from their values: " + ", ".join(f"{src} -> {c}" for c, src in guessed.items())
+            "columns guessed from their values: "
+            + ", ".join(f"{src} -> {c}" for c, src in guessed.items())
             + ". Name them with --names if this is wrong."
         )
     try:
@@ -149,6 +157,4 @@ def typed_sql(m: ColumnMapping, types: dict[str, str]) -> str:
         "country": text_expr(s["country"]) if m.has("country") else "CAST(NULL AS VARCHAR)",
     }
     select = ", ".join(f"{expr} AS {name}" for name, expr in cols.items())
-    return (
-        f"SELECT _row_id, _source, {select} FROM {quote(RAW)}"
-    )
+    return f"SELECT _row_id, _source, {select} FROM {quote(RAW)}"

@@ -17,12 +17,38 @@ from shopseg.schema import TRANSACTION_COLUMNS, Column, closest, normalize_name
 
 #: Date formats tried, most specific first; ties go to the earlier one (ISO, then US m/d/y, then d/m/y).
 DATE_FORMATS: tuple[str, ...] = (
-    "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d",
-    "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%S.%f", "%Y/%m/%d %H:%M:%S", "%Y/%m/%d %H:%M", "%Y/%m/%d",
-    "%m/%d/%Y %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y", "%m/%d/%y %H:%M", "%m/%d/%y",
-    "%d/%m/%Y %H:%M:%S", "%d/%m/%Y %H:%M", "%d/%m/%Y", "%d/%m/%y %H:%M", "%d/%m/%y",
-    "%d.%m.%Y %H:%M:%S", "%d.%m.%Y %H:%M", "%d.%m.%Y", "%d-%m-%Y %H:%M:%S", "%d-%m-%Y %H:%M", "%d-%m-%Y",
-    "%Y%m%d", "%Y%m%d%H%M%S", "%d %b %Y", "%d %B %Y", "%b %d, %Y", "%B %d, %Y",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d",
+    "%Y-%m-%d %H:%M:%S.%f",
+    "%Y-%m-%dT%H:%M:%S.%f",
+    "%Y/%m/%d %H:%M:%S",
+    "%Y/%m/%d %H:%M",
+    "%Y/%m/%d",
+    "%m/%d/%Y %H:%M:%S",
+    "%m/%d/%Y %H:%M",
+    "%m/%d/%Y",
+    "%m/%d/%y %H:%M",
+    "%m/%d/%y",
+    "%d/%m/%Y %H:%M:%S",
+    "%d/%m/%Y %H:%M",
+    "%d/%m/%Y",
+    "%d/%m/%y %H:%M",
+    "%d/%m/%y",
+    "%d.%m.%Y %H:%M:%S",
+    "%d.%m.%Y %H:%M",
+    "%d.%m.%Y",
+    "%d-%m-%Y %H:%M:%S",
+    "%d-%m-%Y %H:%M",
+    "%d-%m-%Y",
+    "%Y%m%d",
+    "%Y%m%d%H%M%S",
+    "%d %b %Y",
+    "%d %B %Y",
+    "%b %d, %Y",
+    "%B %d, %Y",
 )
 _SAMPLE = 20_000
 
@@ -96,9 +122,10 @@ def _require(m: ColumnMapping, source_columns: list[str]) -> None:
         if not m.has(name):
             col = next(c for c in TRANSACTION_COLUMNS if c.name == name)
             unused = [c for c in source_columns if c not in m.source.values()]
-            near = closest(name, unused) or [
-                c for c in unused if any(s in normalize_name(c) for s in col.synonyms if len(s) >= 3)
-            ][:3]
+            near = (
+                closest(name, unused)
+                or [c for c in unused if any(s in normalize_name(c) for s in col.synonyms if len(s) >= 3)][:3]
+            )
             hint = f" Closest candidates: {', '.join(repr(n) for n in near)}." if near else ""
             raise SchemaError(
                 f"required column '{name}' ({col.description}) not found among the columns "
@@ -213,8 +240,9 @@ def detect_decimal_comma(backend: DuckDBBackend, table: str, columns: list[str])
         return False
     parts = " + ".join(
         f"(CASE WHEN regexp_full_match(trim(CAST({quote(c)} AS VARCHAR)), '-?\\d+,\\d{{1,3}}') "
-        "AND NOT regexp_full_match(trim(CAST({0} AS VARCHAR)), '-?\\d{{1,3}},\\d{{3}}') THEN 1 ELSE 0 END)"
-        .replace("{0}", quote(c))
+        "AND NOT regexp_full_match(trim(CAST({0} AS VARCHAR)), '-?\\d{{1,3}},\\d{{3}}') THEN 1 ELSE 0 END)".replace(
+            "{0}", quote(c)
+        )
         for c in columns
     )
     dots = " + ".join(
@@ -233,8 +261,24 @@ def number_expr(column: str, sql_type: str, decimal_comma: bool) -> str:
     """SQL that turns the source column into DOUBLE; currency signs and thousands separators are removed."""
     q = quote(column)
     t = sql_type.upper()
-    if any(t.startswith(k) for k in ("DOUBLE", "FLOAT", "REAL", "DECIMAL", "INT", "BIGINT", "SMALLINT",
-                                     "TINYINT", "HUGEINT", "UBIGINT", "UINTEGER", "USMALLINT", "UTINYINT")):
+    if any(
+        t.startswith(k)
+        for k in (
+            "DOUBLE",
+            "FLOAT",
+            "REAL",
+            "DECIMAL",
+            "INT",
+            "BIGINT",
+            "SMALLINT",
+            "TINYINT",
+            "HUGEINT",
+            "UBIGINT",
+            "UINTEGER",
+            "USMALLINT",
+            "UTINYINT",
+        )
+    ):
         return f"CAST({q} AS DOUBLE)"
     v = f"trim(CAST({q} AS VARCHAR))"
     if decimal_comma:

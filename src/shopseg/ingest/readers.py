@@ -137,13 +137,19 @@ def detect_encoding(path: Path) -> str:
                     break
     from charset_normalizer import from_bytes
 
-    best = from_bytes(bytes(sample) or head).best()
+    matches = from_bytes(bytes(sample) or head)
+    best = matches.best()
     if best is None:
         raise DataError(
             f"cannot tell the text encoding of '{path}'; it may be binary. Set it with --encoding (e.g. latin-1)"
         )
     enc = str(best.encoding).lower().replace("-", "_")
-    if enc in ("ascii", "utf_8", "latin_1", "iso8859_1", "iso_8859_1"):
+    # A few accented letters or a '£' fit several code pages equally well (charset-normalizer then ranks
+    # cp1250 first and '£' becomes 'Ł'); on such a tie a Western export is far more likely.
+    western = {"cp1252", "windows_1252", "latin_1", "iso8859_1", "iso_8859_1"}
+    if any(str(m.encoding).lower().replace("-", "_") in western and m.chaos <= best.chaos for m in matches):
+        enc = "cp1252"
+    if enc in ("ascii", "utf_8", "cp1252", "latin_1", "iso8859_1", "iso_8859_1"):
         # what remains once UTF-8 failed on a mostly-ASCII Western export: Windows-1252 (a superset of
         # Latin-1's printable characters), unless bytes undefined in cp1252 occur
         undefined = {0x81, 0x8D, 0x8F, 0x90, 0x9D}
@@ -211,7 +217,7 @@ def _transcode(path: Path, dialect: CsvDialect, work: Path) -> Path:
     stem = re.sub(r"[^0-9A-Za-z_.-]", "_", path.name)
     out = work / f"{abs(hash(str(path.resolve())))}_{stem}.utf8.csv"
     with _open_binary(path) as fb, out.open("w", encoding="utf-8", newline="") as fo:
-        reader = io.TextIOWrapper(fb, encoding=dialect.encoding, errors="replace", newline="")  # type: ignore[arg-type]
+        reader = io.TextIOWrapper(fb, encoding=dialect.encoding, errors="replace", newline="")  # type: ignore[type-var,arg-type]
         if dialect.delimiter == "\\s+":
             for line in reader:
                 fo.write("\t".join(line.split()) + "\n")
@@ -264,9 +270,7 @@ def load_raw(
         if kind == "parquet":
             lst = ", ".join(f"'{_sql_str(f)}'" for f in group)
             cols = backend.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
-            sel = ", ".join(
-                (f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if as_text else quote(c)) for c in cols
-            )
+            sel = ", ".join((f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if as_text else quote(c)) for c in cols)
             parts.append(
                 f"SELECT {sel}, filename AS _source FROM read_parquet([{lst}], union_by_name = true, filename = true)"
             )
@@ -287,8 +291,7 @@ def load_raw(
                 file_facts.append({"path": str(f), "format": "excel", "sheet": sheet or "(first)"})
     union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
     backend.execute(
-        f"CREATE OR REPLACE TABLE {quote(table)} AS "
-        f"SELECT row_number() OVER () AS _row_id, * FROM ({union})"
+        f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT row_number() OVER () AS _row_id, * FROM ({union})"
     )
     rejected = 0
     rej_table = f"{table}_rejects"
@@ -304,8 +307,7 @@ def load_raw(
     cols = [c for c, _ in backend.columns(table) if c not in ("_row_id", "_source")]
     if rows == 0 and rejected == 0:
         raise DataError(
-            "the input has no data rows: " + ", ".join(str(f) for f in files[:3])
-            + (" …" if len(files) > 3 else "")
+            "the input has no data rows: " + ", ".join(str(f) for f in files[:3]) + (" …" if len(files) > 3 else "")
         )
     return RawLoad(table, cols, rows, rejected, file_facts, notes)
 
@@ -337,8 +339,10 @@ def _csv_group_sql(
     by_layout: dict[tuple[str, ...], list[tuple[Path, Path]]] = {}
     facts: list[dict[str, Any]] = []
     for f in group:
-        d = first if f == group[0] else sniff_csv(
-            f, encoding, first.delimiter if delimiter is None else delimiter, use_header
+        d = (
+            first
+            if f == group[0]
+            else sniff_csv(f, encoding, first.delimiter if delimiter is None else delimiter, use_header)
         )
         needs = d.encoding not in ("utf-8", "utf-8-sig", "ascii") or d.delimiter == "\\s+"
         target = _transcode(f, d, work) if needs else f
@@ -359,33 +363,40 @@ def _csv_group_sql(
                 )
             layout = tuple(names)
         by_layout.setdefault(layout, []).append((f, target))
-        facts.append({"path": str(f), "format": "csv", "encoding": d.encoding,
-                      "delimiter": d.delimiter, "header": use_header})
+        facts.append(
+            {
+                "path": str(f),
+                "format": "csv",
+                "encoding": d.encoding,
+                "delimiter": d.delimiter,
+                "header": use_header,
+            }
+        )
     delim = "\t" if first.delimiter == "\\s+" else first.delimiter
     selects: list[str] = []
     rejects: list[str] = []
     for i, (layout, pairs) in enumerate(by_layout.items()):
         lst = ", ".join(f"'{_sql_str(t)}'" for _, t in pairs)
         tag = f"{abs(hash(lst)) % 10**9}_{i}"
-        opts = ", ".join([
-            f"delim = '{_sql_str(delim)}'",
-            f"header = {'true' if use_header else 'false'}",
-            "auto_detect = false",
-            "quote = '\"'",
-            "escape = '\"'",
-            "filename = true",
-            "store_rejects = true",
-            f"rejects_table = '_rej_err_{tag}'",
-            f"rejects_scan = '_rej_scan_{tag}'",
-            "columns = {" + ", ".join(f"'{_sql_str(n)}': 'VARCHAR'" for n in layout) + "}",
-        ])
-        case = "CASE {col} " + " ".join(
-            f"WHEN '{_sql_str(t)}' THEN '{_sql_str(f)}'" for f, t in pairs
-        ) + " ELSE {col} END"
-        sel = ", ".join(quote(c) for c in layout)
-        selects.append(
-            f"SELECT {sel}, {case.format(col='filename')} AS _source FROM read_csv([{lst}], {opts})"
+        opts = ", ".join(
+            [
+                f"delim = '{_sql_str(delim)}'",
+                f"header = {'true' if use_header else 'false'}",
+                "auto_detect = false",
+                "quote = '\"'",
+                "escape = '\"'",
+                "filename = true",
+                "store_rejects = true",
+                f"rejects_table = '_rej_err_{tag}'",
+                f"rejects_scan = '_rej_scan_{tag}'",
+                "columns = {" + ", ".join(f"'{_sql_str(n)}': 'VARCHAR'" for n in layout) + "}",
+            ]
         )
+        case = (
+            "CASE {col} " + " ".join(f"WHEN '{_sql_str(t)}' THEN '{_sql_str(f)}'" for f, t in pairs) + " ELSE {col} END"
+        )
+        sel = ", ".join(quote(c) for c in layout)
+        selects.append(f"SELECT {sel}, {case.format(col='filename')} AS _source FROM read_csv([{lst}], {opts})")
         rejects.append(
             f"SELECT {case.format(col='s.file_path')} AS _source, e.line::BIGINT AS line, "
             "any_value(e.csv_line) AS csv_line, string_agg(DISTINCT CAST(e.error_type AS VARCHAR), '; ') AS error "

@@ -30,11 +30,13 @@ def profile_segments(
     z = zt.groupby("segment").mean()
     g = frame.groupby("segment")
     total_rev = float(frame["monetary"].sum()) if "monetary" in frame else 0.0
-    prof = pd.DataFrame({
-        "size": g.size(),
-        "share_customers": g.size() / len(frame),
-        "share_revenue": (g["monetary"].sum() / total_rev) if total_rev else np.nan,
-    })
+    prof = pd.DataFrame(
+        {
+            "size": g.size(),
+            "share_customers": g.size() / len(frame),
+            "share_revenue": (g["monetary"].sum() / total_rev) if total_rev else np.nan,
+        }
+    )
     means = g[numeric].mean().add_prefix("mean_")
     medians = g[numeric].median().add_prefix("median_")
     names = name_segments(z)

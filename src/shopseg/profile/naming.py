@@ -21,33 +21,54 @@ class Archetype:
 
 
 ARCHETYPES: tuple[Archetype, ...] = (
-    Archetype("High-value loyal", {"frequency": 1.0, "monetary": 1.0, "recency_days": -1.0},
-              "Reward and retain: loyalty tier, early access and personal thanks; no blanket discounts; "
-              "ask for reviews and referrals."),
-    Archetype("At risk", {"recency_days": 1.0, "frequency": 0.7, "monetary": 0.7},
-              "Win back now: personal reactivation email with their usual products and a time-limited "
-              "incentive; find out why they stopped."),
-    Archetype("New", {"tenure_days": -1.0, "recency_days": -0.5, "frequency": -0.3},
-              "Onboard: welcome series, a second-purchase incentive and bestsellers bought by similar "
-              "customers."),
-    Archetype("Hibernating", {"recency_days": 1.0, "frequency": -0.6, "monetary": -0.6},
-              "Low-cost reactivation: seasonal newsletter and one win-back offer; drop from paid retargeting "
-              "if they do not respond."),
-    Archetype("Big-basket buyers", {"avg_order_value": 1.0, "mean_basket_items": 0.5, "frequency": -0.3},
-              "Upsell bulk and premium ranges, offer volume pricing or trade terms; remind them before "
-              "their usual reorder time."),
-    Archetype("Bargain buyers", {"avg_order_value": -1.0, "mean_unit_price": -0.5},
-              "Price-led offers: bundles, multi-buy and clearance alerts; protect margin with "
-              "threshold-based free shipping."),
-    Archetype("Loyal regulars", {"frequency": 0.8, "recency_days": -0.8, "avg_order_value": -0.2},
-              "Cross-sell adjacent categories and set up replenishment reminders; invite to the loyalty "
-              "programme."),
+    Archetype(
+        "High-value loyal",
+        {"frequency": 1.0, "monetary": 1.0, "recency_days": -1.0},
+        "Reward and retain: loyalty tier, early access and personal thanks; no blanket discounts; "
+        "ask for reviews and referrals.",
+    ),
+    Archetype(
+        "At risk",
+        {"recency_days": 1.0, "frequency": 0.7, "monetary": 0.7},
+        "Win back now: personal reactivation email with their usual products and a time-limited "
+        "incentive; find out why they stopped.",
+    ),
+    Archetype(
+        "New",
+        {"tenure_days": -1.0, "recency_days": -0.5, "frequency": -0.3},
+        "Onboard: welcome series, a second-purchase incentive and bestsellers bought by similar customers.",
+    ),
+    Archetype(
+        "Hibernating",
+        {"recency_days": 1.0, "frequency": -0.6, "monetary": -0.6},
+        "Low-cost reactivation: seasonal newsletter and one win-back offer; drop from paid retargeting "
+        "if they do not respond.",
+    ),
+    Archetype(
+        "Big-basket buyers",
+        {"avg_order_value": 1.0, "mean_basket_items": 0.5, "frequency": -0.3},
+        "Upsell bulk and premium ranges, offer volume pricing or trade terms; remind them before "
+        "their usual reorder time.",
+    ),
+    Archetype(
+        "Bargain buyers",
+        {"avg_order_value": -1.0, "mean_unit_price": -0.5},
+        "Price-led offers: bundles, multi-buy and clearance alerts; protect margin with threshold-based free shipping.",
+    ),
+    Archetype(
+        "Loyal regulars",
+        {"frequency": 0.8, "recency_days": -0.8, "avg_order_value": -0.2},
+        "Cross-sell adjacent categories and set up replenishment reminders; invite to the loyalty programme.",
+    ),
 )
 
 MIN_SCORE = 0.5
 _READABLE = {
-    "recency_days": ("recent", "lapsed"), "frequency": ("frequent", "rare"), "monetary": ("high-spend", "low-spend"),
-    "avg_order_value": ("large-order", "small-order"), "tenure_days": ("long-standing", "new"),
+    "recency_days": ("recent", "lapsed"),
+    "frequency": ("frequent", "rare"),
+    "monetary": ("high-spend", "low-spend"),
+    "avg_order_value": ("large-order", "small-order"),
+    "tenure_days": ("long-standing", "new"),
 }
 FALLBACK_ACTION = "Keep warm with the newsletter; test an incentive for the next order and watch the response."
 

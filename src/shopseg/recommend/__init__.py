@@ -177,7 +177,10 @@ def evaluate(
     )
     n_users = int(backend.scalar(f"SELECT count(*) FROM {p}users"))
     info: dict[str, object] = {
-        "cutoff": cutoff.isoformat(), "users": n_users, "k": n, "rebuy_threshold": used,
+        "cutoff": cutoff.isoformat(),
+        "users": n_users,
+        "k": n,
+        "rebuy_threshold": used,
         "train_items": int(backend.scalar(f"SELECT count(*) FROM {p}items")),
     }
     rows = []

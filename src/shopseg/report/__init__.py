@@ -51,22 +51,26 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:,.3f}", pct: tuple[str, ...] 
 def _data_summary(s: RunState) -> dict[str, Any]:
     b = s.backend
     raw_cols = [c for c, _ in b.columns("raw_transactions") if c not in ("_row_id", "_source")]
-    parts = ", ".join(
-        f"count(*) - count(NULLIF(trim(CAST({quote(c)} AS VARCHAR)), ''))" for c in raw_cols
-    )
+    parts = ", ".join(f"count(*) - count(NULLIF(trim(CAST({quote(c)} AS VARCHAR)), ''))" for c in raw_cols)
     row = b.con.execute(f"SELECT count(*), {parts} FROM raw_transactions").fetchall()[0]
     assert row is not None
     total = int(row[0])
-    missing = pd.DataFrame({
-        "column": raw_cols,
-        "mapped to": [next((k for k, v in s.ingest.mapping.source.items() if v == c), "") if s.ingest else ""
-                      for c in raw_cols],
-        "missing": [int(x) for x in row[1:]],
-    })
+    missing = pd.DataFrame(
+        {
+            "column": raw_cols,
+            "mapped to": [
+                next((k for k, v in s.ingest.mapping.source.items() if v == c), "") if s.ingest else ""
+                for c in raw_cols
+            ],
+            "missing": [int(x) for x in row[1:]],
+        }
+    )
     missing["share"] = missing["missing"] / max(total, 1)
     rng = b.con.execute("SELECT min(ts), max(ts) FROM transactions_flagged").fetchall()[0]
-    clean_rng = b.con.execute("SELECT min(ts), max(ts), count(DISTINCT customer_id), count(DISTINCT order_id), "
-                              "sum(quantity * unit_price) FROM transactions").fetchall()[0]
+    clean_rng = b.con.execute(
+        "SELECT min(ts), max(ts), count(DISTINCT customer_id), count(DISTINCT order_id), "
+        "sum(quantity * unit_price) FROM transactions"
+    ).fetchall()[0]
     assert rng is not None and clean_rng is not None
     countries = b.df(
         "SELECT country, sum(quantity * unit_price) AS revenue, count(DISTINCT customer_id) AS customers "
@@ -75,9 +79,13 @@ def _data_summary(s: RunState) -> dict[str, Any]:
     return {
         "rows": total,
         "missing_table": _table(missing, pct=("share",)),
-        "date_min": rng[0], "date_max": rng[1],
-        "clean_min": clean_rng[0], "clean_max": clean_rng[1],
-        "customers": int(clean_rng[2] or 0), "orders": int(clean_rng[3] or 0), "revenue": float(clean_rng[4] or 0),
+        "date_min": rng[0],
+        "date_max": rng[1],
+        "clean_min": clean_rng[0],
+        "clean_max": clean_rng[1],
+        "customers": int(clean_rng[2] or 0),
+        "orders": int(clean_rng[3] or 0),
+        "revenue": float(clean_rng[4] or 0),
         "countries_chart": _fig_html(charts.top_countries(countries)) if not countries.empty else "",
     }
 
@@ -106,18 +114,29 @@ def build_report(s: RunState, path: Path) -> None:
         top = []
         if products is not None:
             p = products[products["segment"] == r.segment].head(5)
-            top = [f"{html.escape(str(t.product_name or t.product_id))} ({t.buyers} buyers, lift {t.lift:.1f})"
-                   for t in p.itertuples()]
-        cards.append({
-            "segment": int(r.segment), "name": r.name, "action": r.action, "size": int(r.size),
-            "share_customers": float(r.share_customers), "share_revenue": float(r.share_revenue),
-            "earned_by": r.earned_by, "color": charts.segment_color(int(r.segment)), "top_products": top,
-            "recency": float(getattr(r, "median_recency_days", np.nan)),
-            "frequency": float(getattr(r, "median_frequency", np.nan)),
-            "monetary": float(getattr(r, "median_monetary", np.nan)),
-        })
+            top = [
+                f"{html.escape(str(t.product_name or t.product_id))} ({t.buyers} buyers, lift {t.lift:.1f})"
+                for t in p.itertuples()
+            ]
+        cards.append(
+            {
+                "segment": int(r.segment),
+                "name": r.name,
+                "action": r.action,
+                "size": int(r.size),
+                "share_customers": float(r.share_customers),
+                "share_revenue": float(r.share_revenue),
+                "earned_by": r.earned_by,
+                "color": charts.segment_color(int(r.segment)),
+                "top_products": top,
+                "recency": float(getattr(r, "median_recency_days", np.nan)),
+                "frequency": float(getattr(r, "median_frequency", np.nan)),
+                "monetary": float(getattr(r, "median_monetary", np.nan)),
+            }
+        )
     profile_cols = ["segment", "name", "size", "share_customers", "share_revenue"] + [
-        f"mean_{f}" for f in ("recency_days", "frequency", "monetary", "avg_order_value", "tenure_days")
+        f"mean_{f}"
+        for f in ("recency_days", "frequency", "monetary", "avg_order_value", "tenure_days")
         if f"mean_{f}" in prof.columns
     ]
     recon = s.clean.reconciliation[["code", "description", "rows", "share"]]
@@ -136,9 +155,13 @@ def build_report(s: RunState, path: Path) -> None:
         "summary": _data_summary(s),
         "mapping": s.ingest.mapping.source,
         "recon_table": _table(recon, pct=("share",)),
-        "input_rows": s.clean.input_rows, "clean_rows": s.clean.clean_rows,
+        "input_rows": s.clean.input_rows,
+        "clean_rows": s.clean.clean_rows,
         "quarantined_rows": s.clean.quarantined_rows,
-        "k": s.segmenter.k_, "reason": sel.reason, "warnings": s.warnings, "notes": s.notes,
+        "k": s.segmenter.k_,
+        "reason": sel.reason,
+        "warnings": s.warnings,
+        "notes": s.notes,
         "k_chart": _fig_html(charts.k_selection(sel.table, s.segmenter.k_, sel.knee)) if not sel.table.empty else "",
         "k_table": _table(sel.table) if not sel.table.empty else "",
         "seg_features": seg_feats,
@@ -149,7 +172,8 @@ def build_report(s: RunState, path: Path) -> None:
         "heatmap": _fig_html(charts.profile_heatmap(prof, heat_feats)),
         "projection": _fig_html(charts.projection_2d(x, sample["segment"].to_numpy(), names, s.config.segment.seed)),
         "rfa3d": _fig_html(charts.rfa_3d(sample, names)),
-        "sample_n": len(sample), "n_customers": len(frame),
+        "sample_n": len(sample),
+        "n_customers": len(frame),
         "profile_table": _table(prof[profile_cols], floatfmt="{:,.1f}", pct=("share_customers", "share_revenue")),
         "cards": cards,
         "rec": rec,

@@ -65,11 +65,17 @@ class KMeansSegmenter:
         sample = x if n <= self.selection_sample else x[rng.choice(n, self.selection_sample, replace=False)]
         hi = min(self.k_max, len(np.unique(sample, axis=0)) - 1)
         ks = list(range(self.k_min, max(hi, self.k_min) + 1))
-        table = evaluate_k(sample, ks, seed=self.seed, n_init=max(1, min(self.n_init, 4)),
-                           silhouette_sample=self.silhouette_sample)
+        table = evaluate_k(
+            sample,
+            ks,
+            seed=self.seed,
+            n_init=max(1, min(self.n_init, 4)),
+            silhouette_sample=self.silhouette_sample,
+        )
         if table.empty:
-            self.selection_ = Selection(table, 1, 1, "too few distinct customers to compare k", self.k is not None,
-                                        None)
+            self.selection_ = Selection(
+                table, 1, 1, "too few distinct customers to compare k", self.k is not None, None
+            )
         else:
             self.selection_ = choose_k(table, forced=self.k)
         k = self.k if self.k is not None else self.selection_.chosen
@@ -109,8 +115,13 @@ class KMeansSegmenter:
             "format_version": FORMAT_VERSION,
             "algorithm": self.algorithm,
             "params": {
-                "features": self.features, "k": self.k, "k_min": self.k_min, "k_max": self.k_max,
-                "n_init": self.n_init, "seed": self.seed, "silhouette_sample": self.silhouette_sample,
+                "features": self.features,
+                "k": self.k,
+                "k_min": self.k_min,
+                "k_max": self.k_max,
+                "n_init": self.n_init,
+                "seed": self.seed,
+                "silhouette_sample": self.silhouette_sample,
                 "selection_sample": self.selection_sample,
             },
             "k": self.k_,
@@ -118,8 +129,10 @@ class KMeansSegmenter:
             "preprocessing": self.preprocessor_.to_dict(),
             "selection": {
                 "table": self.selection_.table.to_dict(orient="records"),
-                "chosen": self.selection_.chosen, "knee": self.selection_.knee,
-                "reason": self.selection_.reason, "forced": self.selection_.forced,
+                "chosen": self.selection_.chosen,
+                "knee": self.selection_.knee,
+                "reason": self.selection_.reason,
+                "forced": self.selection_.forced,
                 "warning": self.selection_.warning,
             },
         }
@@ -146,15 +159,29 @@ class KMeansSegmenter:
         if meta.get("format_version") != FORMAT_VERSION or meta.get("algorithm") != cls.algorithm:
             raise NotFittedError(f"'{meta_path}' is not a shopseg {cls.algorithm} model of format {FORMAT_VERSION}")
         p = meta["params"]
-        seg = cls(p["features"], k=p["k"], k_min=p["k_min"], k_max=p["k_max"], n_init=p["n_init"],
-                  seed=p["seed"], silhouette_sample=p["silhouette_sample"], selection_sample=p["selection_sample"])
+        seg = cls(
+            p["features"],
+            k=p["k"],
+            k_min=p["k_min"],
+            k_max=p["k_max"],
+            n_init=p["n_init"],
+            seed=p["seed"],
+            silhouette_sample=p["silhouette_sample"],
+            selection_sample=p["selection_sample"],
+        )
         seg.preprocessor_ = Preprocessor.from_dict(meta["preprocessing"])
         seg.centers_ = np.load(d / "centers.npy", allow_pickle=False)
         seg.k_ = int(meta["k"])
         seg.inertia_ = float(meta["inertia"])
         s = meta["selection"]
-        seg.selection_ = Selection(pd.DataFrame(s["table"]), int(s["chosen"]), int(s["knee"]), s["reason"],
-                                   bool(s["forced"]), s["warning"])
+        seg.selection_ = Selection(
+            pd.DataFrame(s["table"]),
+            int(s["chosen"]),
+            int(s["knee"]),
+            s["reason"],
+            bool(s["forced"]),
+            s["warning"],
+        )
         return seg, meta
 
 

@@ -53,8 +53,7 @@ class Preprocessor:
             self.scale_.append(sd)
         if not kept:
             raise SchemaError(
-                f"every segmentation feature was dropped ({self.dropped_}); choose other features in "
-                "[segment] features"
+                f"every segmentation feature was dropped ({self.dropped_}); choose other features in [segment] features"
             )
         self.features = kept
         return self
@@ -73,12 +72,17 @@ class Preprocessor:
         x = np.where(np.isfinite(x), x, fill)
         logm = np.asarray(self.log_)
         x[:, logm] = np.log1p(np.clip(x[:, logm], 0, None))
-        return (x - np.asarray(self.center_)) / np.asarray(self.scale_)
+        out: np.ndarray = (x - np.asarray(self.center_)) / np.asarray(self.scale_)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "features": self.features, "fill": self.fill_, "log1p": self.log_, "center": self.center_,
-            "scale": self.scale_, "dropped": self.dropped_,
+            "features": self.features,
+            "fill": self.fill_,
+            "log1p": self.log_,
+            "center": self.center_,
+            "scale": self.scale_,
+            "dropped": self.dropped_,
         }
 
     @classmethod

@@ -38,9 +38,7 @@ class Selection:
     warning: str | None
 
 
-def evaluate_k(
-    x: np.ndarray, ks: list[int], *, seed: int, n_init: int, silhouette_sample: int
-) -> pd.DataFrame:
+def evaluate_k(x: np.ndarray, ks: list[int], *, seed: int, n_init: int, silhouette_sample: int) -> pd.DataFrame:
     """Fit K-Means for each k and compute the four indices (silhouette on a seeded sample)."""
     rng = np.random.default_rng(seed)
     sil_idx = rng.choice(len(x), size=min(silhouette_sample, len(x)), replace=False) if len(x) else np.array([])
@@ -53,7 +51,8 @@ def evaluate_k(
         n_labels = len(np.unique(labels))
         sil = (
             float(silhouette_score(x[sil_idx], labels[sil_idx]))
-            if n_labels > 1 and len(np.unique(labels[sil_idx])) > 1 else float("nan")
+            if n_labels > 1 and len(np.unique(labels[sil_idx])) > 1
+            else float("nan")
         )
         ch = float(calinski_harabasz_score(x, labels)) if n_labels > 1 else float("nan")
         db = float(davies_bouldin_score(x, labels)) if n_labels > 1 else float("nan")
