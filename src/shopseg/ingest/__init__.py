@@ -96,6 +96,7 @@ def ingest_transactions(
     )
     notes = list(load.notes)
     explicit = dict(cfg.columns)
+    guessed: dict[str, str] = {}
     headerless = all(c.startswith("column") and c[6:].isdigit() for c in load.columns)
     if headerless and cfg.names is None:
         guessed = guess_headerless(backend, RAW, load.columns)
@@ -106,16 +107,20 @@ def ingest_transactions(
             + ", ".join(f"{src} -> {c}" for c, src in guessed.items())
             + ". Name them with --names if this is wrong."
         )
-    try:
-        mapping = map_columns(load.columns, explicit)
-    except SchemaError:
-        raise
+    mapping = map_columns(load.columns, explicit)
+    for canon in guessed:
+        if canon not in cfg.columns:
+            mapping.how[canon] = "guessed"
     for canon, how in mapping.how.items():
         if how == "automatic":
             log.info("column %r mapped to %s", mapping.source[canon], canon)
     check_not_empty(backend, RAW, mapping)
     types = dict(backend.columns(RAW))
-    mapping.date_format = detect_date_format(backend, RAW, mapping.source["ts"], types[mapping.source["ts"]])
+    ts_col, ts_type = mapping.source["ts"], types[mapping.source["ts"]]
+    if cfg.date_format and not ts_type.upper().startswith(("TIMESTAMP", "DATE")):
+        mapping.date_format = cfg.date_format
+    else:
+        mapping.date_format = detect_date_format(backend, RAW, ts_col, ts_type)
     num_cols = [mapping.source[c] for c in ("quantity", "unit_price", "amount") if mapping.has(c)]
     text_num = [c for c in num_cols if types[c].upper() == "VARCHAR"]
     mapping.decimal_comma = detect_decimal_comma(backend, RAW, text_num)

@@ -221,9 +221,11 @@ def ts_expr(column: str, sql_type: str, fmt: str | None) -> str:
         return f"CAST({q} AS TIMESTAMP)"
     v = f"trim(CAST({q} AS VARCHAR))"
     if fmt == "epoch":
+        # epoch_ms/make_timestamp give a naive UTC TIMESTAMP; to_timestamp(...)::TIMESTAMP would shift it into
+        # the session's (the machine's) time zone. Anything but 13 (ms) or up to 11 (s) digits is no date.
         return (
-            f"CASE WHEN length({v}) = 13 THEN to_timestamp(try_cast({v} AS BIGINT) / 1000.0) "
-            f"ELSE to_timestamp(try_cast({v} AS BIGINT)) END::TIMESTAMP"
+            f"CASE WHEN regexp_full_match({v}, '\\d{{13}}') THEN epoch_ms(CAST({v} AS BIGINT)) "
+            f"WHEN regexp_full_match({v}, '\\d{{1,11}}') THEN make_timestamp(CAST({v} AS BIGINT) * 1000000) END"
         )
     assert fmt is not None
     alts = [fmt]

@@ -32,6 +32,14 @@ COMPRESSED = {".gz", ".zst", ".bz2"}
 SUPPORTED = CSV_SUFFIXES | PARQUET_SUFFIXES | EXCEL_SUFFIXES
 
 _SNIFF_BYTES = 256 * 1024
+#: Encodings considered once UTF-8 fails: the Windows/ISO code pages and East Asian encodings that exports
+#: are written in. DOS and Mac code pages are left out: on a few accented bytes they often fit as well as
+#: cp1252 and would turn '£' and '“' into other letters.
+_CANDIDATE_ENCODINGS = (
+    "cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1251", "koi8_r", "iso8859_5", "cp1253",
+    "iso8859_7", "cp1254", "iso8859_9", "cp1255", "cp1256", "cp1257", "cp1258", "cp874", "utf_16",
+    "shift_jis", "cp932", "euc_jp", "gb18030", "big5", "euc_kr", "cp949",
+)
 _DELIMITERS = (",", ";", "\t", "|")
 
 
@@ -137,7 +145,7 @@ def detect_encoding(path: Path) -> str:
                     break
     from charset_normalizer import from_bytes
 
-    matches = from_bytes(bytes(sample) or head)
+    matches = from_bytes(bytes(sample) or head, cp_isolation=list(_CANDIDATE_ENCODINGS))
     best = matches.best()
     if best is None:
         raise DataError(

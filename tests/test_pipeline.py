@@ -1,0 +1,117 @@
+"""The whole pipeline: planted segments recovered, run directory and manifest, determinism, scoring."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+import shopseg
+from shopseg.config import load_config
+from shopseg.datasets import generate_shop, sample_path
+from shopseg.pipeline import STEPS, run, score
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    d = tmp_path_factory.mktemp("planted")
+    shop = generate_shop(2000, seed=5, quirks=True)
+    path = d / "shop.parquet"
+    shop.transactions.to_parquet(path)
+    return path, shop.truth
+
+
+@pytest.fixture(scope="module")
+def planted_run(planted: tuple[Path, pd.DataFrame], tmp_path_factory: pytest.TempPathFactory) -> shopseg.RunResult:
+    return run([planted[0]], tmp_path_factory.mktemp("run") / "out")
+
+
+def test_planted_segments_recovered(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult) -> None:
+    truth = planted[1].assign(customer_id=planted[1]["customer_id"].astype(str))
+    merged = truth.merge(planted_run.segments[["customer_id", "segment"]], on="customer_id", suffixes=("_t", ""))
+    assert len(merged) == len(truth)
+    assert planted_run.manifest["segmentation"]["k"] == 4
+    assert adjusted_rand_score(merged["segment_t"], merged["segment"]) >= 0.9
+
+
+def test_run_directory_contents(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult) -> None:
+    out = planted_run.out
+    for name in ("shopseg.duckdb", "report.html", "segments.csv", "segments.parquet", "recommendations.parquet",
+                 "quarantine.parquet", "manifest.json", "model/segmenter.json", "model/centers.npy"):
+        assert (out / name).is_file(), name
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.pkl"))
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["inputs"][0]["sha256"] == hashlib.sha256(planted[0].read_bytes()).hexdigest()
+    assert m["inputs"][0]["size"] == planted[0].stat().st_size
+    rows = m["rows"]
+    assert rows["input_rows"] == rows["clean_rows"] + rows["quarantined_rows"]
+    assert rows["input_rows"] == len(pd.read_parquet(planted[0]))
+    assert sum(rows["by_rule"].values()) == rows["quarantined_rows"]
+    assert len(pd.read_parquet(out / "quarantine.parquet")) == rows["quarantined_rows"]
+    assert set(m["timings"]) == {s.name for s in STEPS} | {"total"}
+    assert m["seed"] == 0 and m["as_of"].startswith("2011-12-10")
+    assert m["versions"]["duckdb"] and m["config"]["segment"]["k_max"] == 10
+
+
+def test_crm_file_and_recommendations(planted_run: shopseg.RunResult) -> None:
+    out = planted_run.out
+    crm = pd.read_csv(out / "segments.csv", dtype={"customer_id": str})
+    assert list(crm.columns[:5]) == ["customer_id", "segment", "segment_name", "action", "recency_days"]
+    assert crm["customer_id"].is_unique
+    names = crm.groupby("segment")["segment_name"].nunique()
+    assert (names == 1).all() and crm["segment_name"].nunique() == crm["segment"].nunique()
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    assert list(recs.columns) == ["customer_id", "rank", "product_id", "product_name", "score", "source"]
+    assert recs.groupby("customer_id")["rank"].max().max() == 10
+    assert not recs.duplicated(["customer_id", "product_id"]).any()
+    ev = planted_run.recommendation_evaluation
+    assert ev is not None
+    t = ev.set_index("method")
+    # most purchases in this shop are re-purchases: the customer's own history beats global popularity
+    assert t.loc["own_history", "recall"] > t.loc["popularity", "recall"]
+    assert t.loc["blend", "recall"] >= t.loc["segment_top", "recall"]
+
+
+def test_same_input_same_output(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult,
+                                tmp_path: Path) -> None:
+    again = run([planted[0]], tmp_path / "again")
+    for name in ("segments.csv", "model/centers.npy"):
+        assert (again.out / name).read_bytes() == (planted_run.out / name).read_bytes(), name
+    a = pd.read_parquet(again.out / "recommendations.parquet")
+    b = pd.read_parquet(planted_run.out / "recommendations.parquet")
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_score_with_saved_model_matches_run(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult,
+                                            tmp_path: Path) -> None:
+    as_of = planted_run.manifest["as_of"]
+    scored = score(planted_run.out / "model", [planted[0]], tmp_path / "scored",
+                   load_config(None, {"features.as_of": as_of}))
+    merged = scored[["customer_id", "segment", "segment_name"]].merge(
+        planted_run.segments[["customer_id", "segment", "segment_name"]], on="customer_id")
+    assert len(merged) == len(planted_run.segments)
+    assert (merged["segment_x"] == merged["segment_y"]).all()
+    assert (merged["segment_name_x"] == merged["segment_name_y"]).all()
+    assert (tmp_path / "scored" / "segments.csv").is_file()
+
+
+def test_forced_k_and_as_of(tmp_path: Path) -> None:
+    cfg = load_config(None, {"segment.k": 3, "features.as_of": "2011-10-01"})
+    r = run([sample_path()], tmp_path / "o", cfg)
+    assert r.manifest["segmentation"]["k"] == 3 and len(r.profiles) == 3
+    assert r.manifest["as_of"] == "2011-10-01T00:00:00"
+    assert r.segments["recency_days"].min() >= 0
+    assert r.profiles["name"].is_unique
+
+
+def test_public_api_all() -> None:
+    public = {n for n in dir(shopseg) if not n.startswith("_")} - {"annotations"}
+    modules = {"backends", "clean", "config", "datasets", "errors", "export", "features", "ingest", "pipeline",
+               "profile", "recommend", "report", "schema", "segment", "cli"}
+    assert set(shopseg.__all__) == (public - modules) | {"generate_shop", "sample_path"}
+    for name in shopseg.__all__:
+        assert getattr(shopseg, name) is not None
