@@ -46,9 +46,14 @@ def ts(text: str) -> pd.Timestamp:
 def test_online_retail_names_map_automatically(write_file: Write, ingest: Ingest, backend: DuckDBBackend) -> None:
     result = ingest(write_file("retail.csv", RETAIL_HEADER + RETAIL_ROWS))
     assert result.mapping.source == {
-        "customer_id": "CustomerID", "order_id": "InvoiceNo", "product_id": "StockCode",
-        "product_name": "Description", "quantity": "Quantity", "unit_price": "UnitPrice",
-        "ts": "InvoiceDate", "country": "Country",
+        "customer_id": "CustomerID",
+        "order_id": "InvoiceNo",
+        "product_id": "StockCode",
+        "product_name": "Description",
+        "quantity": "Quantity",
+        "unit_price": "UnitPrice",
+        "ts": "InvoiceDate",
+        "country": "Country",
     }
     assert set(result.mapping.how.values()) == {"automatic"}
     df = typed(backend)
@@ -65,18 +70,36 @@ def test_online_retail_names_map_automatically(write_file: Write, ingest: Ingest
     [
         (
             "Customer ID,Invoice,StockCode,Quantity,Price,InvoiceDate",  # Online Retail II
-            {"customer_id": "Customer ID", "order_id": "Invoice", "product_id": "StockCode",
-             "quantity": "Quantity", "unit_price": "Price", "ts": "InvoiceDate"},
+            {
+                "customer_id": "Customer ID",
+                "order_id": "Invoice",
+                "product_id": "StockCode",
+                "quantity": "Quantity",
+                "unit_price": "Price",
+                "ts": "InvoiceDate",
+            },
         ),
         (
             "user_id,order_id,sku,qty,price,order_date",
-            {"customer_id": "user_id", "order_id": "order_id", "product_id": "sku", "quantity": "qty",
-             "unit_price": "price", "ts": "order_date"},
+            {
+                "customer_id": "user_id",
+                "order_id": "order_id",
+                "product_id": "sku",
+                "quantity": "qty",
+                "unit_price": "price",
+                "ts": "order_date",
+            },
         ),
         (
             "  CUSTOMER-ID ,ORDER #,S.K.U.,Q.T.Y,Unit Price,Order_Date",  # case, space, punctuation
-            {"customer_id": "CUSTOMER-ID", "order_id": "ORDER #", "product_id": "S.K.U.", "quantity": "Q.T.Y",
-             "unit_price": "Unit Price", "ts": "Order_Date"},
+            {
+                "customer_id": "CUSTOMER-ID",
+                "order_id": "ORDER #",
+                "product_id": "S.K.U.",
+                "quantity": "Q.T.Y",
+                "unit_price": "Unit Price",
+                "ts": "Order_Date",
+            },
         ),
     ],
 )
@@ -197,18 +220,30 @@ def test_latin1_bytes_in_a_large_ascii_file(write_file: Write, ingest: Ingest, b
 @pytest.mark.parametrize(
     ("name", "text"),
     [
-        ("comma.csv", 'customer,order,product,description,qty,price,date\n'
-                      'c1,o1,P1,"MUG, RED",2,2.55,2011-01-16 10:42:00\n'
-                      'c2,o2,P2,"BOWL ""LARGE""",1,10.00,2011-01-17 10:42:00\n'),
-        ("semi.csv", "customer;order;product;description;qty;price;date\n"
-                     'c1;o1;P1;"MUG; RED";2;2,55;2011-01-16 10:42:00\n'
-                     "c2;o2;P2;BOWL;1;10,00;2011-01-17 10:42:00\n"),
-        ("tab.tsv", "customer\torder\tproduct\tdescription\tqty\tprice\tdate\n"
-                    'c1\to1\tP1\t"MUG\tRED"\t2\t2.55\t2011-01-16 10:42:00\n'
-                    "c2\to2\tP2\tBOWL\t1\t10.00\t2011-01-17 10:42:00\n"),
-        ("pipe.psv", "customer|order|product|description|qty|price|date\n"
-                     'c1|o1|P1|"MUG| RED"|2|2.55|2011-01-16 10:42:00\n'
-                     "c2|o2|P2|BOWL|1|10.00|2011-01-17 10:42:00\n"),
+        (
+            "comma.csv",
+            "customer,order,product,description,qty,price,date\n"
+            'c1,o1,P1,"MUG, RED",2,2.55,2011-01-16 10:42:00\n'
+            'c2,o2,P2,"BOWL ""LARGE""",1,10.00,2011-01-17 10:42:00\n',
+        ),
+        (
+            "semi.csv",
+            "customer;order;product;description;qty;price;date\n"
+            'c1;o1;P1;"MUG; RED";2;2,55;2011-01-16 10:42:00\n'
+            "c2;o2;P2;BOWL;1;10,00;2011-01-17 10:42:00\n",
+        ),
+        (
+            "tab.tsv",
+            "customer\torder\tproduct\tdescription\tqty\tprice\tdate\n"
+            'c1\to1\tP1\t"MUG\tRED"\t2\t2.55\t2011-01-16 10:42:00\n'
+            "c2\to2\tP2\tBOWL\t1\t10.00\t2011-01-17 10:42:00\n",
+        ),
+        (
+            "pipe.psv",
+            "customer|order|product|description|qty|price|date\n"
+            'c1|o1|P1|"MUG| RED"|2|2.55|2011-01-16 10:42:00\n'
+            "c2|o2|P2|BOWL|1|10.00|2011-01-17 10:42:00\n",
+        ),
     ],
 )
 def test_delimiters(name: str, text: str, write_file: Write, ingest: Ingest, backend: DuckDBBackend) -> None:
@@ -256,8 +291,7 @@ def test_explicit_delimiter(write_file: Write, ingest: Ingest, backend: DuckDBBa
 @pytest.mark.parametrize(
     ("values", "fmt", "expected"),
     [
-        (["2011-01-16 10:42:00", "2011-02-03 08:05:00"], "%Y-%m-%d %H:%M:%S",
-         ["2011-01-16 10:42", "2011-02-03 08:05"]),
+        (["2011-01-16 10:42:00", "2011-02-03 08:05:00"], "%Y-%m-%d %H:%M:%S", ["2011-01-16 10:42", "2011-02-03 08:05"]),
         (["12/1/2010 8:26", "1/2/2011 17:05"], "%m/%d/%Y %H:%M", ["2010-12-01 08:26", "2011-01-02 17:05"]),
         # day-first: detected because a day above 12 occurs; 01/02 is then 1 February
         (["13/01/2011 10:00", "01/02/2011 11:30"], "%d/%m/%Y %H:%M", ["2011-01-13 10:00", "2011-02-01 11:30"]),
@@ -319,9 +353,7 @@ def test_line_total_instead_of_unit_price(
     assert list(typed(backend)["unit_price"]) == [2.5, 2.5]
 
 
-def test_no_order_id_one_order_per_customer_and_time(
-    write_file: Write, ingest: Ingest, backend: DuckDBBackend
-) -> None:
+def test_no_order_id_one_order_per_customer_and_time(write_file: Write, ingest: Ingest, backend: DuckDBBackend) -> None:
     text = (
         "customer,date,product,qty,price\n"
         "c1,2011-01-16 10:00:00,P1,1,1\n"
@@ -353,8 +385,12 @@ def test_headerless_cdnow_guessed(write_file: Write, ingest: Ingest, backend: Du
         "00003 19970330  2  20.76\n"
     )
     result = ingest(write_file("CDNOW_master.txt", text))
-    assert result.mapping.source == {"customer_id": "column0", "ts": "column1", "quantity": "column2",
-                                     "amount": "column3"}
+    assert result.mapping.source == {
+        "customer_id": "column0",
+        "ts": "column1",
+        "quantity": "column2",
+        "amount": "column3",
+    }
     assert set(result.mapping.how.values()) == {"guessed"}
     assert any("guessed" in n for n in result.notes)
     df = typed(backend)
@@ -405,15 +441,22 @@ def test_folder_and_list_of_files(test_data: Path, ingest: Ingest) -> None:
     assert result.input_rows == _data_lines(days[:2]) == 291 + 279
 
 
-def test_folder_mixes_csv_and_parquet(write_file: Write, ingest: Ingest, backend: DuckDBBackend,
-                                      tmp_path: Path) -> None:
+def test_folder_mixes_csv_and_parquet(
+    write_file: Write, ingest: Ingest, backend: DuckDBBackend, tmp_path: Path
+) -> None:
     write_file("in/a.csv", RETAIL_HEADER + RETAIL_ROWS)
-    table = pa.table({
-        "InvoiceNo": ["600001", "600002"], "StockCode": ["P1", "P2"], "Description": ["X", "Y"],
-        "Quantity": pa.array([2, 3], pa.int64()),
-        "InvoiceDate": pa.array([dt.datetime(2011, 5, 1, 9, 0), dt.datetime(2011, 5, 2, 9, 0)]),
-        "UnitPrice": [1.25, 2.0], "CustomerID": pa.array([12345, None], pa.int64()), "Country": ["UK", "UK"],
-    })
+    table = pa.table(
+        {
+            "InvoiceNo": ["600001", "600002"],
+            "StockCode": ["P1", "P2"],
+            "Description": ["X", "Y"],
+            "Quantity": pa.array([2, 3], pa.int64()),
+            "InvoiceDate": pa.array([dt.datetime(2011, 5, 1, 9, 0), dt.datetime(2011, 5, 2, 9, 0)]),
+            "UnitPrice": [1.25, 2.0],
+            "CustomerID": pa.array([12345, None], pa.int64()),
+            "Country": ["UK", "UK"],
+        }
+    )
     pq.write_table(table, tmp_path / "in" / "b.parquet")
     write_file("in/notes.md", "not data")
     result = ingest(tmp_path / "in")
@@ -426,15 +469,30 @@ def test_folder_mixes_csv_and_parquet(write_file: Write, ingest: Ingest, backend
     assert list(tail["ts"]) == [ts("2011-05-01 09:00"), ts("2011-05-02 09:00")]
 
 
+def test_files_with_different_delimiters(write_file: Write, ingest: Ingest, backend: DuckDBBackend) -> None:
+    # each file is split by its own delimiter, not by the first file's
+    folder = write_file("in/a.csv", "customer;date;price\nc1;2011-01-16;2\nc2;2011-01-17;4\n").parent
+    write_file("in/b.csv", "customer,date,price\nc3,2011-01-18,3\n")
+    write_file("in/c.tsv", "customer\tdate\tprice\nc4\t2011-01-19\t5\n")
+    result = ingest(folder)
+    assert [f["delimiter"] for f in result.file_facts] == [";", ",", "\t"]
+    df = typed(backend)
+    assert list(df["customer_id"]) == ["c1", "c2", "c3", "c4"]
+    assert list(df["unit_price"]) == [2.0, 4.0, 3.0, 5.0]
+    assert list(df["ts"]) == [ts(f"2011-01-{d}") for d in (16, 17, 18, 19)]
+
+
 def test_parquet_keeps_types(tmp_path: Path, ingest: Ingest, backend: DuckDBBackend) -> None:
-    table = pa.table({
-        "order_id": ["o1", "o2", "o3"],
-        "user_id": pa.array([7, 8, None], pa.int64()),
-        "sku": ["A", "B", "C"],
-        "qty": pa.array([1, 2, 3], pa.int32()),
-        "price": [9.99, 0.5, 3.0],
-        "order_date": pa.array([dt.datetime(2020, 1, 1, 12), dt.datetime(2020, 1, 2), dt.datetime(2020, 1, 3)]),
-    })
+    table = pa.table(
+        {
+            "order_id": ["o1", "o2", "o3"],
+            "user_id": pa.array([7, 8, None], pa.int64()),
+            "sku": ["A", "B", "C"],
+            "qty": pa.array([1, 2, 3], pa.int32()),
+            "price": [9.99, 0.5, 3.0],
+            "order_date": pa.array([dt.datetime(2020, 1, 1, 12), dt.datetime(2020, 1, 2), dt.datetime(2020, 1, 3)]),
+        }
+    )
     path = tmp_path / "orders.parquet"
     pq.write_table(table, path)
     result = ingest(path)
@@ -466,17 +524,20 @@ XL_HEADER = ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate",
 
 
 def test_excel_first_and_named_sheet(tmp_path: Path, ingest: Ingest, backend: DuckDBBackend) -> None:
-    path = _workbook(tmp_path / "orders.xlsx", {
-        "Year 2010": [
-            XL_HEADER,
-            [536365, "85123A", "WHITE HEART £", 6, dt.datetime(2010, 12, 1, 8, 26), 2.55, 17850, "United Kingdom"],
-            [536366, "22633", "HAND WARMER", 6, dt.datetime(2010, 12, 1, 8, 28), 1.85, 17850, "United Kingdom"],
-        ],
-        "Year 2011": [
-            XL_HEADER,
-            ["C540000", "22633", "HAND WARMER", -1, dt.datetime(2011, 1, 4, 10, 0), 1.85, 17850.0, "France"],
-        ],
-    })
+    path = _workbook(
+        tmp_path / "orders.xlsx",
+        {
+            "Year 2010": [
+                XL_HEADER,
+                [536365, "85123A", "WHITE HEART £", 6, dt.datetime(2010, 12, 1, 8, 26), 2.55, 17850, "United Kingdom"],
+                [536366, "22633", "HAND WARMER", 6, dt.datetime(2010, 12, 1, 8, 28), 1.85, 17850, "United Kingdom"],
+            ],
+            "Year 2011": [
+                XL_HEADER,
+                ["C540000", "22633", "HAND WARMER", -1, dt.datetime(2011, 1, 4, 10, 0), 1.85, 17850.0, "France"],
+            ],
+        },
+    )
     result = ingest(path)
     assert result.input_rows == 2
     df = typed(backend)
@@ -543,7 +604,7 @@ def test_empty_folder(tmp_path: Path, ingest: Ingest) -> None:
 
 
 def test_unsupported_suffix(write_file: Write, ingest: Ingest) -> None:
-    with pytest.raises(InputError, match="unsupported file type '.json'"):
+    with pytest.raises(InputError, match=re.escape("unsupported file type '.json'")):
         ingest(write_file("orders.json", '{"a": 1}'))
 
 

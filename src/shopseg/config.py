@@ -108,7 +108,7 @@ class SegmentConfig(_Section):
     n_init: int = Field(10, ge=1, description="K-Means restarts per k.")
     silhouette_sample: int = Field(10_000, ge=100, description="Silhouette is computed on a seeded sample this big.")
     selection_sample: int = Field(
-        50_000, ge=1000, description="k is chosen on a seeded sample this big; the final fit uses everyone."
+        20_000, ge=1000, description="k is chosen on a seeded sample this big; the final fit uses everyone."
     )
 
 

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -148,14 +148,14 @@ def _recommend(s: RunState) -> None:
     if not s.ingest.has_products:
         s.notes.append("recommendations skipped: the input has no product column")
         return
-    s.rebuy_threshold = recommend_all(s.backend, n=rc.n, threshold=rc.rebuy_threshold)
+    cutoff = s.features.as_of - timedelta(days=rc.holdout_days)
+    s.rebuy_threshold = recommend_all(
+        s.backend, n=rc.n, threshold=rc.rebuy_threshold, cutoff=cutoff if rc.evaluate else None
+    )
     s.segment_products = segment_top_products(s.backend, rc.segment_top_n)
     if not rc.evaluate:
         return
     # segments as of the cut-off, assigned by the fitted model from features of the training period only
-    from datetime import timedelta
-
-    cutoff = s.features.as_of - timedelta(days=rc.holdout_days)
     early = s.backend.df(feature_sql(cutoff)) if _has_rows_before(s.backend, cutoff) else pd.DataFrame()
     if early.empty:
         s.notes.append(f"recommendation evaluation skipped: no purchases before the cut-off {cutoff:%Y-%m-%d}")

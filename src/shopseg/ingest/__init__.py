@@ -10,7 +10,6 @@ from typing import Any
 
 from shopseg.backends.duckdb import DuckDBBackend, quote
 from shopseg.config import InputConfig
-from shopseg.errors import SchemaError
 from shopseg.ingest.mapping import (
     ColumnMapping,
     check_not_empty,

@@ -51,6 +51,8 @@ DATE_FORMATS: tuple[str, ...] = (
     "%B %d, %Y",
 )
 _SAMPLE = 20_000
+#: Tried after the detected format, so that ISO dates in an otherwise day-first/US column still parse.
+_ISO_FORMATS: tuple[str, ...] = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d")
 
 
 @dataclass
@@ -232,6 +234,8 @@ def ts_expr(column: str, sql_type: str, fmt: str | None) -> str:
     date_only = fmt.split(" ")[0].split("T")[0] if ("%H" in fmt) else None
     if date_only and date_only != fmt:
         alts.append(date_only)
+    # ISO text is unambiguous, and it is what typed timestamps become when Parquet is read next to CSV
+    alts += [f for f in _ISO_FORMATS if f not in alts]
     fmts = "[" + ", ".join(f"'{f}'" for f in alts) + "]"
     return f"try_strptime({v}, {fmts})"
 

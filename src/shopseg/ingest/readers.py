@@ -35,10 +35,10 @@ _SNIFF_BYTES = 256 * 1024
 #: Encodings considered once UTF-8 fails: the Windows/ISO code pages and East Asian encodings that exports
 #: are written in. DOS and Mac code pages are left out: on a few accented bytes they often fit as well as
 #: cp1252 and would turn '£' and '“' into other letters.
-_CANDIDATE_ENCODINGS = (
-    "cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1251", "koi8_r", "iso8859_5", "cp1253",
-    "iso8859_7", "cp1254", "iso8859_9", "cp1255", "cp1256", "cp1257", "cp1258", "cp874", "utf_16",
-    "shift_jis", "cp932", "euc_jp", "gb18030", "big5", "euc_kr", "cp949",
+_CANDIDATE_ENCODINGS: tuple[str, ...] = (
+    *("cp1252", "latin_1", "iso8859_15", "cp1250", "iso8859_2", "cp1257", "cp1254", "iso8859_9"),  # Latin
+    *("cp1251", "koi8_r", "iso8859_5", "cp1253", "iso8859_7", "cp1255", "cp1256", "cp1258", "cp874"),
+    *("utf_16", "shift_jis", "cp932", "euc_jp", "gb18030", "big5", "euc_kr", "cp949"),
 )
 _DELIMITERS = (",", ";", "\t", "|")
 
@@ -344,7 +344,7 @@ def _csv_group_sql(
     if not use_header and names is None:
         names = [f"column{i}" for i in range(len(first.first_line))]
         notes.append("the CSV has no header line; columns are guessed from their values")
-    by_layout: dict[tuple[str, ...], list[tuple[Path, Path]]] = {}
+    by_layout: dict[tuple[str, tuple[str, ...]], list[tuple[Path, Path]]] = {}
     facts: list[dict[str, Any]] = []
     for f in group:
         d = (
@@ -352,6 +352,9 @@ def _csv_group_sql(
             if f == group[0]
             else sniff_csv(f, encoding, first.delimiter if delimiter is None else delimiter, use_header)
         )
+        if delimiter is None and len(d.first_line) <= 1 < len(first.first_line):
+            # the first file's delimiter does not split this file at all (';' next to ','): detect its own
+            d = sniff_csv(f, encoding, None, use_header)
         needs = d.encoding not in ("utf-8", "utf-8-sig", "ascii") or d.delimiter == "\\s+"
         target = _transcode(f, d, work) if needs else f
         if use_header:
@@ -370,7 +373,7 @@ def _csv_group_sql(
                     f"({d.first_line}); give one name per column with --names"
                 )
             layout = tuple(names)
-        by_layout.setdefault(layout, []).append((f, target))
+        by_layout.setdefault((d.delimiter, layout), []).append((f, target))
         facts.append(
             {
                 "path": str(f),
@@ -380,10 +383,10 @@ def _csv_group_sql(
                 "header": use_header,
             }
         )
-    delim = "\t" if first.delimiter == "\\s+" else first.delimiter
     selects: list[str] = []
     rejects: list[str] = []
-    for i, (layout, pairs) in enumerate(by_layout.items()):
+    for i, ((file_delim, layout), pairs) in enumerate(by_layout.items()):
+        delim = "\t" if file_delim == "\\s+" else file_delim  # runs of spaces were transcoded to tabs
         lst = ", ".join(f"'{_sql_str(t)}'" for _, t in pairs)
         tag = f"{abs(hash(lst)) % 10**9}_{i}"
         opts = ", ".join(

@@ -25,14 +25,40 @@ METHODS: dict[str, str] = {
 }
 
 
-def _prepare(backend: DuckDBBackend, source: str, prefix: str, threshold: float | None) -> float:
-    """Create ``{prefix}interactions`` and ``{prefix}items``; return the re-buy threshold used."""
-    backend.execute(
-        f"CREATE OR REPLACE TABLE {prefix}interactions AS "
-        f"SELECT customer_id, product_id, count(DISTINCT order_id) AS n_orders, sum(quantity) AS quantity, "
-        f"sum(quantity * unit_price) AS amount, max(ts) AS last_ts "
-        f"FROM ({source}) WHERE product_id IS NOT NULL GROUP BY ALL"
+def build_interactions(backend: DuckDBBackend, cutoff: datetime | None = None) -> None:
+    """One pass over the clean lines: per (customer, product) the orders, units, spend and last purchase, over
+    all time and, when ``cutoff`` is given, before it (for the time-split evaluation)."""
+    c = f"TIMESTAMP '{cutoff:%Y-%m-%d %H:%M:%S}'" if cutoff else None
+    train = (
+        f", count(*) FILTER (WHERE ts < {c}) AS n_orders_train, sum(q) FILTER (WHERE ts < {c}) AS quantity_train, "
+        f"sum(a) FILTER (WHERE ts < {c}) AS amount_train, max(ts) FILTER (WHERE ts < {c}) AS last_ts_train"
+        if c
+        else ""
     )
+    backend.execute(
+        "CREATE OR REPLACE TABLE interactions_all AS "
+        f"SELECT customer_id, product_id, count(*) AS n_orders, sum(q) AS quantity, sum(a) AS amount, "
+        f"max(ts) AS last_ts{train} FROM ("
+        "  SELECT customer_id, product_id, order_id, sum(quantity) AS q, sum(quantity * unit_price) AS a, "
+        "  min(ts) AS ts FROM transactions WHERE product_id IS NOT NULL GROUP BY ALL"
+        ") GROUP BY ALL"
+    )
+
+
+def _prepare(backend: DuckDBBackend, prefix: str, threshold: float | None, *, train: bool = False) -> float:
+    """Create ``{prefix}interactions`` and ``{prefix}items`` from ``interactions_all``; return the re-buy
+    threshold used."""
+    if train:
+        backend.execute(
+            f"CREATE OR REPLACE TABLE {prefix}interactions AS SELECT customer_id, product_id, "
+            "n_orders_train AS n_orders, quantity_train AS quantity, amount_train AS amount, last_ts_train AS last_ts "
+            "FROM interactions_all WHERE n_orders_train > 0"
+        )
+    else:
+        backend.execute(
+            f"CREATE OR REPLACE VIEW {prefix}interactions AS SELECT customer_id, product_id, n_orders, quantity, "
+            "amount, last_ts FROM interactions_all"
+        )
     backend.execute(
         f"CREATE OR REPLACE TABLE {prefix}items AS "
         f"SELECT product_id, count(*) AS n_buyers, avg(CASE WHEN n_orders >= 2 THEN 1.0 ELSE 0.0 END) "
@@ -46,6 +72,14 @@ def _prepare(backend: DuckDBBackend, source: str, prefix: str, threshold: float 
         f"AS rebuyable FROM {prefix}items"
     )
     return threshold
+
+
+#: each product's most frequent name (ties: the smaller name), for readable outputs
+_NAMES = (
+    "SELECT product_id, arg_min(product_name, (-n, product_name)) AS product_name FROM ("
+    "SELECT product_id, product_name, count(*) AS n FROM transactions WHERE product_id IS NOT NULL GROUP BY ALL"
+    ") GROUP BY product_id"
+)
 
 
 def _pool(n: int) -> int:
@@ -123,13 +157,17 @@ class RecommendResult:
     eval_notes: list[str] = field(default_factory=list)
 
 
-def recommend_all(backend: DuckDBBackend, *, n: int, threshold: float | None, method: str = "blend") -> float:
-    """Fit on all clean transactions; write ``recommendations`` and ``segment_items``. Needs ``segments``."""
-    threshold = _prepare(backend, "SELECT * FROM transactions", "", threshold)
+def recommend_all(
+    backend: DuckDBBackend, *, n: int, threshold: float | None, method: str = "blend", cutoff: datetime | None = None
+) -> float:
+    """Fit on all clean transactions; write ``recommendations`` and ``segment_items``. Needs ``segments``.
+    ``cutoff`` also prepares the training-period interactions that :func:`evaluate` uses."""
+    build_interactions(backend, cutoff)
+    threshold = _prepare(backend, "", threshold)
     _segment_items(backend, "", "segments")
     backend.execute(
         "CREATE OR REPLACE TABLE recommendations AS "
-        "WITH names AS (SELECT product_id, mode(product_name) AS product_name FROM transactions GROUP BY 1) "
+        f"WITH names AS ({_NAMES}) "
         f"SELECT r.customer_id, r.rank, r.product_id, names.product_name, r.score, r.source "
         f"FROM ({_recs_sql(method, '', 'segments', n)}) r LEFT JOIN names USING (product_id) "
         "ORDER BY r.customer_id, r.rank"
@@ -140,7 +178,7 @@ def recommend_all(backend: DuckDBBackend, *, n: int, threshold: float | None, me
 def segment_top_products(backend: DuckDBBackend, n: int) -> pd.DataFrame:
     """Top products per segment by buyers, with buyer share and lift against the population."""
     return backend.df(
-        "WITH names AS (SELECT product_id, mode(product_name) AS product_name FROM transactions GROUP BY 1) "
+        f"WITH names AS ({_NAMES}) "
         f"SELECT s.segment, s.seg_rank AS rank, s.product_id, names.product_name, s.buyers, s.buyer_share, s.lift "
         f"FROM segment_items s LEFT JOIN names USING (product_id) WHERE s.seg_rank <= {n} "
         "ORDER BY s.segment, s.seg_rank"
@@ -158,13 +196,17 @@ def evaluate(
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Hold out the last ``holdout_days``; fit on the rest; score every method on users with purchases on both
     sides. Truth = distinct products bought in the hold-out that exist in training. ``segment_of`` is a table
-    (customer_id, segment) giving each customer's segment as of the cut-off.
+    (customer_id, segment) giving each customer's segment as of the cut-off. Uses ``interactions_all`` built
+    by :func:`recommend_all` with the same cut-off (built here when missing).
     """
     cutoff = as_of - timedelta(days=holdout_days)
     c = f"TIMESTAMP '{cutoff:%Y-%m-%d %H:%M:%S}'"
     a = f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'"
     p = "ev_"
-    used = _prepare(backend, f"SELECT * FROM transactions WHERE ts < {c}", p, threshold)
+    cols = [name for name, _ in backend.columns("interactions_all")] if backend.has_table("interactions_all") else []
+    if "n_orders_train" not in cols:
+        build_interactions(backend, cutoff)
+    used = _prepare(backend, p, threshold, train=True)
     _segment_items(backend, p, segment_of)
     backend.execute(
         f"CREATE OR REPLACE TABLE {p}truth AS SELECT DISTINCT t.customer_id, t.product_id FROM transactions t "

@@ -37,7 +37,7 @@ class KMeansSegmenter:
         n_init: int = 10,
         seed: int = 0,
         silhouette_sample: int = 10_000,
-        selection_sample: int = 50_000,
+        selection_sample: int = 20_000,
     ) -> None:
         self.features = features
         self.k = k
@@ -69,7 +69,7 @@ class KMeansSegmenter:
             sample,
             ks,
             seed=self.seed,
-            n_init=max(1, min(self.n_init, 4)),
+            n_init=max(1, min(self.n_init, 3)),
             silhouette_sample=self.silhouette_sample,
         )
         if table.empty:
