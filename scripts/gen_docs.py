@@ -1,6 +1,6 @@
 """Generate docs/cli.md and docs/configuration.md from the code (a test checks they are current).
 
-    python scripts/gen_docs.py          # rewrite both files
+python scripts/gen_docs.py          # rewrite both files
 """
 
 from __future__ import annotations

@@ -35,8 +35,12 @@ def test_demo_end_to_end(demo_dir: Path) -> None:
     assert not crm["customer_id"].str.endswith(".0").any()
     html = (demo_dir / "report.html").read_text(encoding="utf-8")
     assert "<script src=" not in html and "<link " not in html  # self-contained: nothing fetched
-    for section in ("Choosing the number of segments", "Cleaning and reconciliation", "Segment cards",
-                    "Recommendations"):
+    for section in (
+        "Choosing the number of segments",
+        "Cleaning and reconciliation",
+        "Segment cards",
+        "Recommendations",
+    ):
         assert section in html
     assert html.count('class="plotly-graph-div"') >= 6
 
@@ -73,8 +77,11 @@ def test_run_with_k_and_score(tmp_path: Path, demo_dir: Path, capsys: pytest.Cap
         ("Invoice,Stock,Qty,Date,Price\n1,A,1,2011-01-01,2.0\n", [], "customer_id"),
         ("", [], "empty"),
         ("CustomerID,InvoiceDate,UnitPrice\n,2011-01-01,1.0\n,2011-01-02,2.0\n", [], "no customer ids"),
-        ("CustomerID,InvoiceDate,UnitPrice\n1,2011-01-01,1.0\n", ["--customer-col", "CustmerID"],
-         "did you mean 'CustomerID'"),
+        (
+            "CustomerID,InvoiceDate,UnitPrice\n1,2011-01-01,1.0\n",
+            ["--customer-col", "CustmerID"],
+            "did you mean 'CustomerID'",
+        ),
         ("CustomerID,InvoiceDate,UnitPrice\n1,2011-01-01,1.0\n", ["--encoding", "no-such-codec"], "encoding"),
         ("CustomerID,InvoiceDate,UnitPrice\n1,2011-01-01,1.0\n", ["--k", "0"], "segment.k"),
     ],
@@ -103,7 +110,12 @@ def test_no_traceback_in_a_real_process(tmp_path: Path) -> None:
     src = tmp_path / "in.csv"
     src.write_bytes(b"")
     env = {**os.environ, "COLUMNS": "200"}
-    p = subprocess.run([sys.executable, "-m", "shopseg.cli", "run", str(src), "-q", "--out", str(tmp_path / "o")],
-                       capture_output=True, text=True, env=env, check=False)
+    p = subprocess.run(
+        [sys.executable, "-m", "shopseg.cli", "run", str(src), "-q", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and "error:" in p.stderr

@@ -40,8 +40,17 @@ def test_planted_segments_recovered(planted: tuple[Path, pd.DataFrame], planted_
 
 def test_run_directory_contents(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult) -> None:
     out = planted_run.out
-    for name in ("shopseg.duckdb", "report.html", "segments.csv", "segments.parquet", "recommendations.parquet",
-                 "quarantine.parquet", "manifest.json", "model/segmenter.json", "model/centers.npy"):
+    for name in (
+        "shopseg.duckdb",
+        "report.html",
+        "segments.csv",
+        "segments.parquet",
+        "recommendations.parquet",
+        "quarantine.parquet",
+        "manifest.json",
+        "model/segmenter.json",
+        "model/centers.npy",
+    ):
         assert (out / name).is_file(), name
     assert not list(out.rglob("*.tmp")) and not list(out.rglob("*.pkl"))
     m = json.loads((out / "manifest.json").read_text())
@@ -76,8 +85,9 @@ def test_crm_file_and_recommendations(planted_run: shopseg.RunResult) -> None:
     assert t.loc["blend", "recall"] >= t.loc["segment_top", "recall"]
 
 
-def test_same_input_same_output(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult,
-                                tmp_path: Path) -> None:
+def test_same_input_same_output(
+    planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult, tmp_path: Path
+) -> None:
     again = run([planted[0]], tmp_path / "again")
     for name in ("segments.csv", "model/centers.npy"):
         assert (again.out / name).read_bytes() == (planted_run.out / name).read_bytes(), name
@@ -86,13 +96,16 @@ def test_same_input_same_output(planted: tuple[Path, pd.DataFrame], planted_run:
     pd.testing.assert_frame_equal(a, b)
 
 
-def test_score_with_saved_model_matches_run(planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult,
-                                            tmp_path: Path) -> None:
+def test_score_with_saved_model_matches_run(
+    planted: tuple[Path, pd.DataFrame], planted_run: shopseg.RunResult, tmp_path: Path
+) -> None:
     as_of = planted_run.manifest["as_of"]
-    scored = score(planted_run.out / "model", [planted[0]], tmp_path / "scored",
-                   load_config(None, {"features.as_of": as_of}))
+    scored = score(
+        planted_run.out / "model", [planted[0]], tmp_path / "scored", load_config(None, {"features.as_of": as_of})
+    )
     merged = scored[["customer_id", "segment", "segment_name"]].merge(
-        planted_run.segments[["customer_id", "segment", "segment_name"]], on="customer_id")
+        planted_run.segments[["customer_id", "segment", "segment_name"]], on="customer_id"
+    )
     assert len(merged) == len(planted_run.segments)
     assert (merged["segment_x"] == merged["segment_y"]).all()
     assert (merged["segment_name_x"] == merged["segment_name_y"]).all()
@@ -110,8 +123,23 @@ def test_forced_k_and_as_of(tmp_path: Path) -> None:
 
 def test_public_api_all() -> None:
     public = {n for n in dir(shopseg) if not n.startswith("_")} - {"annotations"}
-    modules = {"backends", "clean", "config", "datasets", "errors", "export", "features", "ingest", "pipeline",
-               "profile", "recommend", "report", "schema", "segment", "cli"}
+    modules = {
+        "backends",
+        "clean",
+        "config",
+        "datasets",
+        "errors",
+        "export",
+        "features",
+        "ingest",
+        "pipeline",
+        "profile",
+        "recommend",
+        "report",
+        "schema",
+        "segment",
+        "cli",
+    }
     assert set(shopseg.__all__) == (public - modules) | {"generate_shop", "sample_path"}
     for name in shopseg.__all__:
         assert getattr(shopseg, name) is not None

@@ -37,8 +37,17 @@ def _shop() -> pd.DataFrame:
     buy("u1", "tv", 23)
     buy("u1", "bread", 23)
     buy("u2", "newthing", 24)
-    cols = ["customer_id", "order_id", "product_id", "product_name", "category", "quantity", "unit_price", "ts",
-            "country"]
+    cols = [
+        "customer_id",
+        "order_id",
+        "product_id",
+        "product_name",
+        "category",
+        "quantity",
+        "unit_price",
+        "ts",
+        "country",
+    ]
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -82,7 +82,7 @@ def test_predict_refuses_data_without_the_model_features(tmp_path: Path) -> None
         seg.predict(frame[["a", "b"]])
     with pytest.raises(NotFittedError):
         KMeansSegmenter(["a"]).predict(frame)
-    with pytest.raises(NotFittedError, match="segmenter.json"):
+    with pytest.raises(NotFittedError, match=r"segmenter\.json"):
         KMeansSegmenter.load(tmp_path)
 
 

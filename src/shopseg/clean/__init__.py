@@ -33,6 +33,11 @@ class Rule:
     requires: tuple[str, ...] = ()
 
 
+#: condition marker of the duplicate rule, which runs as its own pass (see :func:`_mark_duplicates`)
+DUPLICATE_PASS = "<duplicate pass>"
+CANONICAL = "customer_id, order_id, product_id, product_name, category, quantity, unit_price, ts, country"
+
+
 def _in_list(values: list[str]) -> str:
     return ", ".join("'" + v.upper().replace("'", "''") + "'" for v in values) or "NULL"
 
@@ -71,7 +76,9 @@ def rules_for(cfg: CleanConfig) -> list[Rule]:
         ),
         Rule("non_positive_quantity", "quantity zero or negative (returns, stock adjustments)", "quantity <= 0"),
         Rule("non_positive_price", "unit price zero or negative", "unit_price <= 0"),
-        Rule("duplicate", "exact copy of an earlier line", "_dup > 1"),
+        # Exact copies have identical canonical columns, so every earlier rule treats them alike: finding
+        # duplicates among the rows still clean is the same as applying this rule last, and much cheaper.
+        Rule("duplicate", "exact copy of an earlier line", DUPLICATE_PASS),
     ]
 
 
@@ -102,14 +109,9 @@ def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanC
     cfg = cfg or CleanConfig()
     present = set(ingest.mapping.source)
     rules = [r for r in rules_for(cfg) if all(c in present for c in r.requires)]
-    case = " ".join(f"WHEN {r.condition} THEN '{r.code}'" for r in rules)
-    part = "customer_id, order_id, product_id, product_name, category, quantity, unit_price, ts, country"
-    backend.execute(
-        f"CREATE OR REPLACE TABLE {FLAGGED} AS "
-        f"SELECT * EXCLUDE (_dup), CASE {case} ELSE NULL END AS _reason FROM ("
-        f"  SELECT *, row_number() OVER (PARTITION BY {part} ORDER BY _row_id) AS _dup FROM {TYPED}"
-        f") ORDER BY _row_id"
-    )
+    case = " ".join(f"WHEN {r.condition} THEN '{r.code}'" for r in rules if r.condition != DUPLICATE_PASS)
+    backend.execute(f"CREATE OR REPLACE TABLE {FLAGGED} AS SELECT *, CASE {case} ELSE NULL END AS _reason FROM {TYPED}")
+    _mark_duplicates(backend)
     outliers = _outliers(backend, cfg)
     if cfg.outliers == "remove" and outliers:
         backend.execute("CREATE OR REPLACE TEMP TABLE _outl AS SELECT unnest(?) AS customer_id", [outliers])
@@ -127,7 +129,7 @@ def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanC
     backend.execute(
         f"CREATE OR REPLACE VIEW quarantine AS "
         f"SELECT f._row_id, f._reason AS reason, r._source AS source, {raw_sel}, NULL AS raw_line "
-        f"FROM {FLAGGED} f JOIN {RAW} r USING (_row_id) WHERE f._reason IS NOT NULL "
+        f"FROM {FLAGGED} f JOIN {RAW} r ON r.rowid + 1 = f._row_id WHERE f._reason IS NOT NULL "
         f"UNION ALL BY NAME "
         f"SELECT NULL AS _row_id, '{MALFORMED_RULE.code}' AS reason, _source AS source, csv_line AS raw_line "
         f"FROM {RAW}_rejects"
@@ -153,6 +155,22 @@ def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanC
     backend.create_table("reconciliation", recon)
     _returns(backend)
     return CleanResult(total, clean_rows, quarantined, recon, outliers)
+
+
+def _mark_duplicates(backend: DuckDBBackend) -> None:
+    """Quarantine exact copies of an earlier clean line (the first copy stays). Candidate groups are found by
+    hashing the canonical columns; the exact comparison runs on the candidates only."""
+    backend.execute(
+        "CREATE OR REPLACE TEMP TABLE _dups AS "
+        f"WITH cand AS (SELECT hash({CANONICAL}) AS h FROM {FLAGGED} WHERE _reason IS NULL "
+        "               GROUP BY 1 HAVING count(*) > 1) "
+        "SELECT _row_id FROM ("
+        f"  SELECT _row_id, row_number() OVER (PARTITION BY {CANONICAL} ORDER BY _row_id) AS rn FROM {FLAGGED} "
+        f"  WHERE _reason IS NULL AND hash({CANONICAL}) IN (SELECT h FROM cand)"
+        ") WHERE rn > 1"
+    )
+    backend.execute(f"UPDATE {FLAGGED} SET _reason = 'duplicate' WHERE _row_id IN (SELECT _row_id FROM _dups)")
+    backend.execute("DROP TABLE _dups")
 
 
 def _outliers(backend: DuckDBBackend, cfg: CleanConfig) -> list[str]:

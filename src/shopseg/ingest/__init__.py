@@ -161,4 +161,4 @@ def typed_sql(m: ColumnMapping, types: dict[str, str]) -> str:
         "country": text_expr(s["country"]) if m.has("country") else "CAST(NULL AS VARCHAR)",
     }
     select = ", ".join(f"{expr} AS {name}" for name, expr in cols.items())
-    return f"SELECT _row_id, _source, {select} FROM {quote(RAW)}"
+    return f"SELECT rowid + 1 AS _row_id, _source, {select} FROM {quote(RAW)}"

@@ -262,7 +262,8 @@ def load_raw(
     names: list[str] | None = None,
     sheet: str | None = None,
 ) -> RawLoad:
-    """Load every file into ``table`` (+ ``_row_id``, ``_source``); malformed CSV lines go to ``<table>_rejects``."""
+    """Load every file into ``table`` (+ ``_source``; a row's identity is ``rowid + 1``, in input order);
+    malformed CSV lines go to ``<table>_rejects``."""
     kinds = {file_kind(f) for f in files}
     as_text = kinds != {"parquet"}
     parts: list[str] = []
@@ -298,9 +299,7 @@ def load_raw(
                 parts.append(f"SELECT {sel}, '{_sql_str(f)}' AS _source FROM {quote(name)}")
                 file_facts.append({"path": str(f), "format": "excel", "sheet": sheet or "(first)"})
     union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
-    backend.execute(
-        f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT row_number() OVER () AS _row_id, * FROM ({union})"
-    )
+    backend.execute(f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT * FROM ({union})")
     rejected = 0
     rej_table = f"{table}_rejects"
     if reject_sql:
