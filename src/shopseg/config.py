@@ -106,7 +106,9 @@ class SegmentConfig(_Section):
     )
     seed: int = Field(0, description="Seed of every random step in segmentation.")
     n_init: int = Field(10, ge=1, description="K-Means restarts per k.")
-    silhouette_sample: int = Field(10_000, ge=100, description="Silhouette is computed on a seeded sample this big.")
+    silhouette_sample: int = Field(
+        5_000, ge=100, description="Silhouette is computed on a seeded sample this big (memory: 8 x n² bytes)."
+    )
     selection_sample: int = Field(
         20_000, ge=1000, description="k is chosen on a seeded sample this big; the final fit uses everyone."
     )

@@ -101,5 +101,11 @@ class DuckDBBackend:
         self.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd)")
         tmp.replace(path)
 
+    def to_csv(self, sql: str, path: Path) -> None:
+        """Write a query to CSV with a header, atomically (temp file + rename)."""
+        tmp = path.with_name(path.name + ".tmp")
+        self.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT csv, HEADER true)")
+        tmp.replace(path)
+
     def close(self) -> None:
         self.con.close()

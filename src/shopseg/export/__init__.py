@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from shopseg.backends.duckdb import DuckDBBackend
+from shopseg.backends.duckdb import DuckDBBackend, quote
 
 __all__ = ["sha256", "write_frame", "write_json", "write_run_files"]
 
@@ -58,13 +58,16 @@ def write_run_files(backend: DuckDBBackend, out: Path) -> dict[str, str]:
     seg_cols = [c for c, _ in backend.columns("segments")]
     extra = [c for c in seg_cols if c not in CRM_COLUMNS]
     cols = [c for c in CRM_COLUMNS if c in seg_cols] + extra
-    segments = backend.df(f"SELECT {', '.join(cols)} FROM segments ORDER BY customer_id")
-    write_frame(segments, out / "segments.csv")
-    write_frame(segments, out / "segments.parquet")
+    select = f"SELECT {', '.join(quote(c) for c in cols)} FROM segments ORDER BY customer_id"
+    backend.to_csv(select, out / "segments.csv")
+    backend.to_parquet(select, out / "segments.parquet")
     files = {"segments": "segments.csv", "segments_parquet": "segments.parquet"}
     if backend.has_table("recommendations"):
         backend.to_parquet("SELECT * FROM recommendations ORDER BY customer_id, rank", out / "recommendations.parquet")
         files["recommendations"] = "recommendations.parquet"
-    backend.to_parquet("SELECT * FROM quarantine ORDER BY _row_id NULLS LAST", out / "quarantine.parquet")
+    # input order (a join's output order is not fixed), then the rejected CSV lines by file and line
+    backend.to_parquet(
+        "SELECT * FROM quarantine ORDER BY _row_id NULLS LAST, source, raw_line", out / "quarantine.parquet"
+    )
     files["quarantine"] = "quarantine.parquet"
     return files

@@ -21,7 +21,7 @@ METHODS: dict[str, str] = {
     "popularity": "global top products by number of buyers (already-bought items excluded unless re-bought often)",
     "segment_top": "the customer's segment's top products by number of buyers (same exclusion)",
     "own_history": "the customer's own most-bought products (by number of orders)",
-    "blend": "own often-re-bought products first, then the segment's top products not yet bought",
+    "blend": "own often-re-bought products first (by number of orders), then the segment's top products not yet bought",
 }
 
 
@@ -111,21 +111,26 @@ def _recs_sql(method: str, prefix: str, users: str, n: int) -> str:
             f"'own_history' AS source FROM {users} c JOIN {i} b USING (customer_id)"
         )
     elif method == "blend":
+        # each part is cut to its own top n first, so the final ranking sorts at most 2n rows per customer
         own = (
-            f"SELECT c.customer_id, b.product_id, 1.0 + b.n_orders / f.n_orders + epoch(b.last_ts) / 1e15 AS score, "
-            f"'own_history' AS source FROM {users} c JOIN {i} b USING (customer_id) "
-            f"JOIN {it} x USING (product_id) "
-            f"JOIN (SELECT customer_id, max(n_orders) AS n_orders FROM {i} GROUP BY 1) f USING (customer_id) "
-            f"WHERE x.rebuyable"
+            f"SELECT c.customer_id, b.product_id, 1.0 + b.n_orders / (b.n_orders + 1.0) + epoch(b.last_ts) / 1e15 "
+            f"AS score, 'own_history' AS source FROM {users} c JOIN {i} b USING (customer_id) "
+            f"JOIN {it} x USING (product_id) WHERE x.rebuyable"
         )
         seg = _recs_sql("segment_top", prefix, users, n)
-        cand = f"{own} UNION ALL SELECT customer_id, product_id, score, source FROM ({seg})"
+        pick = "SELECT customer_id, product_id, score, source FROM"
+        cand = f"{pick} ({_top(own, n)}) UNION ALL {pick} ({seg})"
         cand = (
             f"SELECT customer_id, product_id, max(score) AS score, arg_max(source, score) AS source "
             f"FROM ({cand}) GROUP BY ALL"
         )
     else:
         raise ValueError(method)
+    return _top(cand, n)
+
+
+def _top(cand: str, n: int) -> str:
+    """The first ``n`` candidates per customer by score (ties: product id), numbered from 1."""
     return (
         f"SELECT customer_id, rank, product_id, score, source FROM ("
         f"SELECT *, row_number() OVER (PARTITION BY customer_id ORDER BY score DESC, product_id) AS rank "

@@ -36,7 +36,7 @@ class KMeansSegmenter:
         k_max: int = 10,
         n_init: int = 10,
         seed: int = 0,
-        silhouette_sample: int = 10_000,
+        silhouette_sample: int = 5_000,
         selection_sample: int = 20_000,
     ) -> None:
         self.features = features

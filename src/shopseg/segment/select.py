@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, pairwise_distances, silhouette_score
 
 
 def knee(ks: list[int], values: list[float]) -> int:
@@ -42,6 +42,8 @@ def evaluate_k(x: np.ndarray, ks: list[int], *, seed: int, n_init: int, silhouet
     """Fit K-Means for each k and compute the four indices (silhouette on a seeded sample)."""
     rng = np.random.default_rng(seed)
     sil_idx = rng.choice(len(x), size=min(silhouette_sample, len(x)), replace=False) if len(x) else np.array([])
+    # one distance matrix for every k: the silhouette's cost is the distances, not the labels
+    dist = pairwise_distances(x[sil_idx]) if len(sil_idx) else np.zeros((0, 0))
     rows = []
     for k in ks:
         if k >= len(x):
@@ -50,7 +52,7 @@ def evaluate_k(x: np.ndarray, ks: list[int], *, seed: int, n_init: int, silhouet
         labels = km.labels_
         n_labels = len(np.unique(labels))
         sil = (
-            float(silhouette_score(x[sil_idx], labels[sil_idx]))
+            float(silhouette_score(dist, labels[sil_idx], metric="precomputed"))
             if n_labels > 1 and len(np.unique(labels[sil_idx])) > 1
             else float("nan")
         )
