@@ -143,3 +143,28 @@ def test_public_api_all() -> None:
     assert set(shopseg.__all__) == (public - modules) | {"generate_shop", "sample_path"}
     for name in shopseg.__all__:
         assert getattr(shopseg, name) is not None
+
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "online_retail"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/data is not beside this checkout")
+def test_full_online_retail_parquet_and_daily_csvs_give_the_same_segments(tmp_path: Path) -> None:
+    import tarfile
+
+    with tarfile.open(SHARED / "raw" / "retail-data_by-day_csv.tar.gz") as tar:
+        tar.extractall(tmp_path / "csv", filter="data")
+    csvs = sorted((tmp_path / "csv").rglob("*.csv"))
+    assert len(csvs) == 305
+    a = run([SHARED / "online_retail.parquet"], tmp_path / "pq")
+    b = run([str(tmp_path / "csv" / "**" / "*.csv")], tmp_path / "csv_run")
+    for r in (a, b):
+        assert r.manifest["rows"]["input_rows"] == 541_909
+        assert r.manifest["rows"]["clean_rows"] + r.manifest["rows"]["quarantined_rows"] == 541_909
+    assert a.manifest["rows"]["by_rule"] == b.manifest["rows"]["by_rule"]
+    sa = a.segments.set_index("customer_id")
+    sb = b.segments.set_index("customer_id").loc[sa.index]
+    assert (sa["segment"] == sb["segment"]).all()
+    assert (sa["segment_name"] == sb["segment_name"]).all()
+    pd.testing.assert_series_equal(sa["monetary"], sb["monetary"], check_exact=False, rtol=1e-12)
