@@ -6,6 +6,7 @@ and a test checks it is current.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from datetime import date, datetime
 from pathlib import Path
@@ -128,7 +129,24 @@ class RecommendConfig(_Section):
     evaluate: bool = Field(True, description="Evaluate recommenders on a time split.")
 
 
+class EngineConfig(_Section):
+    memory_limit: str | None = Field(
+        "4GB",
+        description="Memory DuckDB may use before it spills to the run folder (e.g. '2GB'); unset = DuckDB's "
+        "default (80% of RAM).",
+    )
+    threads: int | None = Field(None, ge=1, description="Threads DuckDB may use; unset = all cores.")
+
+    @field_validator("memory_limit")
+    @classmethod
+    def _size(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", v, re.I):
+            raise ValueError("expected a size such as '4GB' or '512MB'")
+        return v
+
+
 class RunConfig(_Section):
+    engine: EngineConfig = Field(default_factory=EngineConfig)
     input: InputConfig = Field(default_factory=InputConfig)
     clean: CleanConfig = Field(default_factory=CleanConfig)
     features: FeaturesConfig = Field(default_factory=FeaturesConfig)

@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -155,10 +155,19 @@ def _recommend(s: RunState) -> None:
     s.segment_products = segment_top_products(s.backend, rc.segment_top_n)
     if not rc.evaluate:
         return
-    # segments as of the cut-off, assigned by the fitted model from features of the training period only
-    early = s.backend.df(feature_sql(cutoff)) if _has_rows_before(s.backend, cutoff) else pd.DataFrame()
+    # segments as of the cut-off, assigned by the fitted model from features of the training period only, for
+    # the customers the evaluation can use (purchases on both sides of the cut-off)
+    c, a = (f"TIMESTAMP '{t:%Y-%m-%d %H:%M:%S}'" for t in (cutoff, s.features.as_of))
+    s.backend.execute(
+        "CREATE OR REPLACE TABLE ev_candidates AS "
+        f"SELECT customer_id FROM transactions WHERE ts < {c} INTERSECT "
+        f"SELECT customer_id FROM transactions WHERE ts >= {c} AND ts < {a}"
+    )
+    early = s.backend.df(feature_sql(cutoff, customers="ev_candidates"))
     if early.empty:
-        s.notes.append(f"recommendation evaluation skipped: no purchases before the cut-off {cutoff:%Y-%m-%d}")
+        s.notes.append(
+            f"recommendation evaluation skipped: no customer bought both before and after the cut-off {cutoff:%Y-%m-%d}"
+        )
         return
     early["customer_id"] = early["customer_id"].astype(str)
     s.backend.create_table(
@@ -175,10 +184,6 @@ def _recommend(s: RunState) -> None:
     )
     s.rec_eval, s.rec_info = table, info
     s.backend.create_table("recommendation_evaluation", table)
-
-
-def _has_rows_before(backend: DuckDBBackend, t: datetime) -> bool:
-    return bool(backend.scalar(f"SELECT count(*) > 0 FROM transactions WHERE ts < TIMESTAMP '{t:%Y-%m-%d %H:%M:%S}'"))
 
 
 def _export(s: RunState) -> None:
@@ -251,7 +256,9 @@ def run(
     config = config or RunConfig()
     out = Path(out)
     _prepare_out(out)
-    backend = DuckDBBackend(out / "shopseg.duckdb")
+    backend = DuckDBBackend(
+        out / "shopseg.duckdb", memory_limit=config.engine.memory_limit, threads=config.engine.threads
+    )
     state = RunState([str(i) for i in inputs], out, config, backend)
     started = time.perf_counter()
     try:
@@ -327,7 +334,9 @@ def score(
     config = config or RunConfig()
     out = Path(out)
     _prepare_out(out)
-    backend = DuckDBBackend(out / "shopseg.duckdb")
+    backend = DuckDBBackend(
+        out / "shopseg.duckdb", memory_limit=config.engine.memory_limit, threads=config.engine.threads
+    )
     try:
         ing = ingest_transactions(backend, [str(i) for i in inputs], config.input, work=out / ".work")
         clean_transactions(backend, ing, config.clean)

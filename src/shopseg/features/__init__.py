@@ -89,10 +89,12 @@ class FeatureSet:
         return pd.DataFrame(rows, columns=["feature", "description", "unit"])
 
 
-def feature_sql(as_of: datetime, source: str = "transactions") -> str:
-    """The feature query for ``as_of`` (DuckDB dialect)."""
+def feature_sql(as_of: datetime, source: str = "transactions", *, customers: str | None = None) -> str:
+    """The feature query for ``as_of`` (DuckDB dialect); ``customers`` names a table whose ``customer_id``
+    column limits the query to those customers."""
     text = resources.files("shopseg.features").joinpath("sql", f"{source}.sql").read_text(encoding="utf-8")
-    return text.replace("{as_of}", f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'")
+    where = f"AND customer_id IN (SELECT customer_id FROM {customers})" if customers else ""
+    return text.replace("{as_of}", f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'").replace("{customer_filter}", where)
 
 
 def default_as_of(backend: DuckDBBackend, table: str = "transactions") -> datetime:

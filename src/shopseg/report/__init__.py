@@ -42,7 +42,12 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:,.3f}", pct: tuple[str, ...] 
 
     head = "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns)
     body = "".join(
-        "<tr>" + "".join(f"<td>{fmt(c, v)}</td>" for c, v in zip(frame.columns, row, strict=True)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="t">{fmt(c, v)}</td>' if isinstance(v, str) else f"<td>{fmt(c, v)}</td>"
+            for c, v in zip(frame.columns, row, strict=True)
+        )
+        + "</tr>"
         for row in frame.itertuples(index=False)
     )
     return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'

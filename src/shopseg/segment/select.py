@@ -74,7 +74,7 @@ def choose_k(table: pd.DataFrame, forced: int | None = None) -> Selection:
     pts["calinski_harabasz"] = t["calinski_harabasz"].rank(method="min", ascending=True) - 1
     pts["davies_bouldin"] = t["davies_bouldin"].rank(method="min", ascending=False) - 1
     pts = pts.fillna(0)
-    t["points"] = pts.sum(axis=1)
+    t["points"] = pts.sum(axis=1).astype(int)
     best = t.sort_values(["points", "k"], ascending=[False, True]).iloc[0]
     chosen = int(best["k"])
     bests = {

@@ -1,11 +1,12 @@
 -- Customer features from clean order lines: one row per customer_id.
--- Parameters (substituted before the query runs): {as_of} a TIMESTAMP literal; only lines before it count.
+-- Parameters (substituted before the query runs): {as_of} a TIMESTAMP literal; only lines before it count;
+-- {customer_filter} empty, or a condition that keeps some customers only.
 -- Tables: transactions (clean canonical lines), returns (cancellations matched to earlier purchases).
 WITH lines AS (
     SELECT customer_id, order_id, product_id, quantity, unit_price,
            quantity * unit_price AS amount, ts, isodow(ts) AS dow, hour(ts) AS hr
     FROM transactions
-    WHERE ts < {as_of}
+    WHERE ts < {as_of} {customer_filter}
 ),
 orders AS (
     SELECT customer_id, order_id, min(ts) AS ts, sum(amount) AS amount,
@@ -48,7 +49,7 @@ per_line AS (
 ret AS (
     SELECT customer_id, sum(quantity * unit_price) AS returned_value
     FROM returns
-    WHERE matched AND ts < {as_of}
+    WHERE matched AND ts < {as_of} {customer_filter}
     GROUP BY customer_id
 )
 SELECT
