@@ -168,3 +168,45 @@ def test_full_online_retail_parquet_and_daily_csvs_give_the_same_segments(tmp_pa
     assert (sa["segment"] == sb["segment"]).all()
     assert (sa["segment_name"] == sb["segment_name"]).all()
     pd.testing.assert_series_equal(sa["monetary"], sb["monetary"], check_exact=False, rtol=1e-12)
+
+
+def _cdnow_like(path: Path, n_customers: int = 120) -> None:
+    """A header-less, space-separated export like CDNOW: customer, yyyymmdd date, units, line total."""
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    lines = []
+    for c in range(1, n_customers + 1):
+        heavy = c % 3 == 0
+        for _ in range(int(rng.integers(6, 12)) if heavy else int(rng.integers(1, 3))):
+            day = int(rng.integers(0, 360))
+            d = pd.Timestamp("1997-01-01") + pd.Timedelta(days=day)
+            units = int(rng.integers(1, 5))
+            lines.append(f"{c:05d} {d:%Y%m%d} {units:2d} {units * rng.uniform(8, 30):8.2f}")
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")
+
+
+def test_headerless_export_without_products_end_to_end(tmp_path: Path) -> None:
+    src = tmp_path / "CDNOW_like.txt"
+    _cdnow_like(src)
+    r = run([src], tmp_path / "o")
+    m = r.manifest
+    assert m["ingest"]["columns"] == {
+        "customer_id": "column0",
+        "ts": "column1",
+        "quantity": "column2",
+        "amount": "column3",
+    }
+    assert m["rows"]["input_rows"] == len(src.read_text().splitlines()) == m["rows"]["clean_rows"]
+    assert len(r.segments) == 120
+    assert any("no product column" in n for n in m["notes"])
+    assert any("recommendations skipped" in n for n in m["notes"])
+    assert not (r.out / "recommendations.parquet").exists()
+    assert "distinct_products" not in r.segments.columns
+    html = r.report.read_text(encoding="utf-8")
+    assert "no product column" in html
+    # monetary is the sum of the line totals
+    first = [ln.split() for ln in src.read_text().splitlines() if ln.startswith("00001 ")]
+    assert r.segments.set_index("customer_id").loc["00001", "monetary"] == pytest.approx(
+        sum(float(x[3]) for x in first), abs=1e-6
+    )
