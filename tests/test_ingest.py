@@ -637,3 +637,31 @@ def test_malformed_line_is_counted(write_file: Write, ingest: Ingest, backend: D
     assert result.summary()["malformed_lines"] == 2
     lines = backend.df("SELECT csv_line FROM raw_transactions_rejects ORDER BY line")["csv_line"].tolist()
     assert lines[0].endswith("France,EXTRA") and lines[1] == "536371,22727,ALARM CLOCK RED"
+
+
+def test_parquet_float_ids_become_integer_text(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from shopseg.backends import DuckDBBackend
+    from shopseg.ingest import ingest_transactions
+
+    table = pa.table(
+        {
+            "CustomerID": pa.array([17850.0, np.nan, None, 12.5], type=pa.float64(), from_pandas=False),
+            "InvoiceNo": pa.array([536365, 536366, 536367, 536368], type=pa.int64()),
+            "InvoiceDate": pa.array(["2011-01-01"] * 4).cast(pa.timestamp("us")),
+            "UnitPrice": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    path = tmp_path / "f.parquet"
+    pq.write_table(table, path)
+    b = DuckDBBackend(tmp_path / "t.duckdb")
+    ingest_transactions(b, [path], work=tmp_path / "w")
+    rows = b.df("SELECT customer_id, order_id FROM transactions_typed ORDER BY _row_id")
+    b.close()
+    assert rows["customer_id"].tolist()[0] == "17850"
+    assert rows["customer_id"].isna().tolist() == [False, True, True, False]
+    assert rows["customer_id"].tolist()[3] == "12.5"
+    assert rows["order_id"].tolist() == ["536365", "536366", "536367", "536368"]

@@ -140,7 +140,7 @@ def typed_sql(m: ColumnMapping, types: dict[str, str]) -> str:
     def num(c: str) -> str:
         return number_expr(s[c], types[s[c]], m.decimal_comma)
 
-    cust = id_expr(s["customer_id"])
+    cust = id_expr(s["customer_id"], types[s["customer_id"]])
     ts = ts_expr(s["ts"], types[s["ts"]], m.date_format)
     qty = num("quantity") if m.has("quantity") else "1.0"
     if m.has("unit_price"):
@@ -148,11 +148,17 @@ def typed_sql(m: ColumnMapping, types: dict[str, str]) -> str:
     else:
         amount = num("amount")
         price = f"(CASE WHEN ({qty}) = 0 THEN 0.0 ELSE ({amount}) / ({qty}) END)"
-    order = id_expr(s["order_id"]) if m.has("order_id") else f"(({cust}) || '@' || CAST(({ts}) AS VARCHAR))"
+    order = (
+        id_expr(s["order_id"], types[s["order_id"]])
+        if m.has("order_id")
+        else f"(({cust}) || '@' || CAST(({ts}) AS VARCHAR))"
+    )
     cols = {
         "customer_id": cust,
         "order_id": order,
-        "product_id": id_expr(s["product_id"]) if m.has("product_id") else "CAST(NULL AS VARCHAR)",
+        "product_id": id_expr(s["product_id"], types[s["product_id"]])
+        if m.has("product_id")
+        else "CAST(NULL AS VARCHAR)",
         "product_name": text_expr(s["product_name"]) if m.has("product_name") else "CAST(NULL AS VARCHAR)",
         "category": text_expr(s["category"]) if m.has("category") else "CAST(NULL AS VARCHAR)",
         "quantity": qty,
