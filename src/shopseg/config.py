@@ -127,6 +127,12 @@ class RecommendConfig(_Section):
         "default: the median over items bought by 5+ customers.",
     )
     evaluate: bool = Field(True, description="Evaluate recommenders on a time split.")
+    eval_users: int = Field(
+        20_000,
+        ge=100,
+        description="At most this many customers (a seeded sample of those with purchases on both sides of the "
+        "cut-off) are scored in the evaluation; the report says when it is a sample.",
+    )
 
 
 class EngineConfig(_Section):

@@ -50,7 +50,7 @@ def _prepare(backend: DuckDBBackend, prefix: str, threshold: float | None, *, tr
     threshold used."""
     if train:
         backend.execute(
-            f"CREATE OR REPLACE TABLE {prefix}interactions AS SELECT customer_id, product_id, "
+            f"CREATE OR REPLACE VIEW {prefix}interactions AS SELECT customer_id, product_id, "
             "n_orders_train AS n_orders, quantity_train AS quantity, amount_train AS amount, last_ts_train AS last_ts "
             "FROM interactions_all WHERE n_orders_train > 0"
         )
@@ -83,7 +83,9 @@ _NAMES = (
 
 
 def _pool(n: int) -> int:
-    return max(3 * n, n + 50)
+    """Candidates per customer before bought items are removed (n + 20: a customer must have bought 20 of a
+    list's top products, none of them often re-bought, to get fewer than n)."""
+    return n + 20
 
 
 def _recs_sql(method: str, prefix: str, users: str, n: int) -> str:
@@ -201,7 +203,8 @@ def evaluate(
 ) -> tuple[pd.DataFrame, dict[str, object]]:
     """Hold out the last ``holdout_days``; fit on the rest; score every method on users with purchases on both
     sides. Truth = distinct products bought in the hold-out that exist in training. ``segment_of`` is a table
-    (customer_id, segment) giving each customer's segment as of the cut-off. Uses ``interactions_all`` built
+    (customer_id, segment) giving each customer's segment as of the cut-off; only its customers are scored.
+    Uses ``interactions_all`` built
     by :func:`recommend_all` with the same cut-off (built here when missing).
     """
     cutoff = as_of - timedelta(days=holdout_days)
@@ -216,7 +219,8 @@ def evaluate(
     backend.execute(
         f"CREATE OR REPLACE TABLE {p}truth AS SELECT DISTINCT t.customer_id, t.product_id FROM transactions t "
         f"WHERE t.ts >= {c} AND t.ts < {a} AND t.product_id IN (SELECT product_id FROM {p}items) "
-        f"AND t.customer_id IN (SELECT customer_id FROM {p}interactions)"
+        f"AND t.customer_id IN (SELECT customer_id FROM {p}interactions) "
+        f"AND t.customer_id IN (SELECT customer_id FROM {segment_of})"
     )
     backend.execute(
         f"CREATE OR REPLACE TABLE {p}users AS SELECT DISTINCT t.customer_id, coalesce(s.segment, -1) AS segment "
