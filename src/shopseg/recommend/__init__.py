@@ -88,25 +88,27 @@ def _pool(n: int) -> int:
     return n + 20
 
 
-def _recs_sql(method: str, prefix: str, users: str, n: int) -> str:
-    """SQL giving (customer_id, rank, product_id, score, source) for ``users`` (customer_id, segment)."""
-    i, it = f"{prefix}interactions", f"{prefix}items"
-    allowed = (
-        f"NOT EXISTS (SELECT 1 FROM {i} b JOIN {it} x USING (product_id) "
-        f"WHERE b.customer_id = c.customer_id AND b.product_id = p.product_id AND NOT x.rebuyable)"
-    )
+def _recs_sql(method: str, prefix: str, users: str, n: int, interactions: str | None = None) -> str:
+    """SQL giving (customer_id, rank, product_id, score, source) for ``users`` (customer_id, segment).
+
+    ``interactions`` (default ``{prefix}interactions``) is what the users bought; it may be cut to just
+    ``users`` (the evaluation does), while ``{prefix}items`` and ``{prefix}segment_items`` describe everyone.
+    """
+    i, it = interactions or f"{prefix}interactions", f"{prefix}items"
     if method == "popularity":
+        pool = f"SELECT product_id, n_buyers FROM {it} ORDER BY n_buyers DESC, product_id LIMIT {_pool(n)}"
         cand = (
-            f"SELECT c.customer_id, p.product_id, p.n_buyers::DOUBLE / (SELECT count(DISTINCT customer_id) FROM {i}) "
-            f"AS score, 'popularity' AS source FROM {users} c, "
-            f"(SELECT * FROM {it} ORDER BY n_buyers DESC, product_id LIMIT {_pool(n)}) p WHERE {allowed}"
+            f"SELECT c.customer_id, p.product_id, p.n_buyers::DOUBLE / (SELECT count(DISTINCT customer_id) FROM "
+            f"{prefix}interactions) AS score, 'popularity' AS source FROM {users} c, ({pool}) p"
         )
+        cand = _not_bought(cand, i, it, f"SELECT product_id FROM ({pool})")
     elif method == "segment_top":
+        pool = f"SELECT * FROM {prefix}segment_items WHERE seg_rank <= {_pool(n)}"
         cand = (
             f"SELECT c.customer_id, p.product_id, p.buyer_share AS score, 'segment_top' AS source "
-            f"FROM {users} c JOIN (SELECT * FROM {prefix}segment_items WHERE seg_rank <= {_pool(n)}) p "
-            f"ON p.segment = c.segment WHERE {allowed}"
+            f"FROM {users} c JOIN ({pool}) p ON p.segment = c.segment"
         )
+        cand = _not_bought(cand, i, it, f"SELECT DISTINCT product_id FROM ({pool})")
     elif method == "own_history":
         cand = (
             f"SELECT c.customer_id, b.product_id, b.n_orders + epoch(b.last_ts) / 1e12 AS score, "
@@ -119,7 +121,7 @@ def _recs_sql(method: str, prefix: str, users: str, n: int) -> str:
             f"AS score, 'own_history' AS source FROM {users} c JOIN {i} b USING (customer_id) "
             f"JOIN {it} x USING (product_id) WHERE x.rebuyable"
         )
-        seg = _recs_sql("segment_top", prefix, users, n)
+        seg = _recs_sql("segment_top", prefix, users, n, interactions)
         pick = "SELECT customer_id, product_id, score, source FROM"
         cand = f"{pick} ({_top(own, n)}) UNION ALL {pick} ({seg})"
         cand = (
@@ -129,6 +131,19 @@ def _recs_sql(method: str, prefix: str, users: str, n: int) -> str:
     else:
         raise ValueError(method)
     return _top(cand, n)
+
+
+def _not_bought(cand: str, interactions: str, items: str, pool_products: str) -> str:
+    """``cand`` without the pairs a customer already bought, unless the product is often re-bought.
+
+    Only purchases of the candidate products are looked at (a pool of a few hundred products), so the
+    anti-join's hash table holds those purchases, not every purchase in the shop.
+    """
+    bought = (
+        f"SELECT b.customer_id, b.product_id FROM {interactions} b JOIN {items} x USING (product_id) "
+        f"WHERE NOT x.rebuyable AND b.product_id IN ({pool_products})"
+    )
+    return f"SELECT * FROM ({cand}) ANTI JOIN ({bought}) USING (customer_id, product_id)"
 
 
 def _top(cand: str, n: int) -> str:
@@ -237,10 +252,18 @@ def evaluate(
     rows = []
     if n_users == 0:
         return pd.DataFrame(columns=["method", "precision", "recall", "hit_rate", "coverage"]), info
+    # what the evaluated users bought before the cut-off: a small table, so the lists below never scan or
+    # hash every purchase in the shop
+    backend.execute(
+        f"CREATE OR REPLACE TABLE {p}user_interactions AS "
+        f"SELECT b.* FROM {p}interactions b SEMI JOIN {p}users u USING (customer_id)"
+    )
     for method in METHODS:
-        recs = _recs_sql(method, p, f"{p}users", n)
+        backend.execute(
+            f"CREATE OR REPLACE TABLE {p}recs AS {_recs_sql(method, p, f'{p}users', n, f'{p}user_interactions')}"
+        )
         r = backend.con.execute(
-            f"WITH r AS ({recs}), "
+            f"WITH r AS (SELECT * FROM {p}recs), "
             f"h AS (SELECT r.customer_id, count(*) AS hits FROM r JOIN {p}truth t USING (customer_id, product_id) "
             f"      GROUP BY 1), "
             f"tc AS (SELECT customer_id, count(*) AS n_true FROM {p}truth GROUP BY 1) "
