@@ -1,0 +1,516 @@
+"""Shop insights: the funnel, devices, hours and weekdays, top categories and brands, new vs returning buyers,
+and whether buyers later bought what their segment was recommended.
+
+Computed in SQL on the run's backend from the clean ``events`` table when the run has events, else from the
+clean order lines (``transactions``: hours, weekdays, categories by revenue, buyers). Times are UTC (or the
+shop's time when the source has no zone). Only small tables come back to Python.
+
+Definitions (also in docs/method.md "Shop insights"):
+
+* **funnel**: view → cart → purchase. ``events`` counts events of the stage; ``sessions`` counts sessions with
+  at least one event of the stage and ``customers`` the customers with one. ``event_rate`` is the stage's events
+  over the previous stage's, ``session_rate`` its sessions over the sessions with a view (session conversion).
+* **devices**: events and sessions per device value, and mobile (device matching
+  :data:`shopseg.schema.MOBILE_DEVICE_PATTERN`) vs other.
+* **hours / weekdays**: per hour of day (0-23) and ISO weekday: events, views, purchases, revenue, sessions
+  started, sessions with a purchase and the session conversion (purchase sessions / sessions); the peak hours
+  are the top hours by events and by purchases, with their counts.
+* **buyers**: a *returning* buyer bought in two or more baskets (order ids, else sessions), a *new* one in
+  one; in the last ``holdout_days`` also: *new* = first purchase inside the window, *returning* = bought before.
+* **recommendation follow-up**: segments' top products among purchases before the cut-off (as_of minus
+  ``holdout_days``; what a per-segment recommendation would have shown) and the share of the customers buying
+  after the cut-off who bought at least one product of their segment's list; the shop-wide top list is the
+  baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from shopseg.backends.base import Backend
+from shopseg.schema import MOBILE_DEVICE_PATTERN
+
+if TYPE_CHECKING:
+    from shopseg.config import RunConfig
+
+__all__ = ["WEEKDAYS", "Insights", "compute_insights", "events_summary", "load_insights", "shop_insights"]
+
+WEEKDAYS: tuple[str, ...] = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+#: the tables :meth:`Insights.save` writes into the run database, and their attribute names
+_TABLES: tuple[str, ...] = (
+    "funnel",
+    "devices",
+    "hours",
+    "peak_hours",
+    "weekdays",
+    "top_categories_by_views",
+    "top_categories_by_revenue",
+    "top_brands_by_views",
+    "top_brands_by_revenue",
+    "buyers",
+)
+
+
+@dataclass
+class Insights:
+    """The shop insights of one run (frames are None where the data cannot tell)."""
+
+    source: str  # "events" or "orders"
+    as_of: datetime
+    funnel: pd.DataFrame | None = None
+    devices: pd.DataFrame | None = None
+    hours: pd.DataFrame | None = None
+    peak_hours: pd.DataFrame | None = None
+    weekdays: pd.DataFrame | None = None
+    top_categories_by_views: pd.DataFrame | None = None
+    top_categories_by_revenue: pd.DataFrame | None = None
+    top_brands_by_views: pd.DataFrame | None = None
+    top_brands_by_revenue: pd.DataFrame | None = None
+    buyers: pd.DataFrame | None = None
+    rec_followup: dict[str, Any] | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The non-empty frames by name."""
+        out = {}
+        for name in _TABLES:
+            frame = getattr(self, name)
+            if frame is not None:
+                out[name] = frame
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-able summary: every table as records, plus the follow-up and the notes."""
+        return {
+            "source": self.source,
+            "as_of": self.as_of.isoformat(),
+            **{k: json.loads(v.to_json(orient="records", date_format="iso")) for k, v in self.tables().items()},
+            "rec_followup": self.rec_followup,
+            "notes": self.notes,
+        }
+
+    def save(self, backend: Backend, path: Path | None = None) -> None:
+        """Write each table as ``insights_<name>`` into the backend (and the summary as JSON to ``path``)."""
+        for name, frame in self.tables().items():
+            backend.create_table(f"insights_{name}", frame)
+        if path is not None:
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps(self.summary(), indent=2, default=str, allow_nan=False), encoding="utf-8")
+            tmp.replace(path)
+
+
+def _lit(t: datetime) -> str:
+    return f"TIMESTAMP '{t:%Y-%m-%d %H:%M:%S}'"
+
+
+def _has_rows(backend: Backend, table: str, where: str = "true") -> bool:
+    if not backend.has_table(table):
+        return False
+    return bool(backend.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT 1)"))
+
+
+def compute_insights(
+    backend: Backend,
+    *,
+    as_of: datetime | None = None,
+    holdout_days: int = 30,
+    top_n: int = 10,
+    segment_top_n: int = 20,
+) -> Insights:
+    """Shop insights from the run's clean ``events`` (or, without events, its ``transactions``)."""
+    if _has_rows(backend, "events"):
+        ins = _from_events(backend, as_of, holdout_days, top_n)
+    elif _has_rows(backend, "transactions"):
+        ins = _from_orders(backend, as_of, holdout_days, top_n)
+    else:
+        from shopseg.errors import DataError
+
+        raise DataError("no clean events or order lines to compute shop insights from")
+    ins.rec_followup = _rec_followup(backend, ins.as_of, holdout_days, segment_top_n)
+    if ins.rec_followup is None:
+        ins.notes.append(
+            "recommendation follow-up not computed: it needs segments, recommendations and purchases on both sides "
+            f"of the cut-off ({holdout_days} days before the as-of date)"
+        )
+    return ins
+
+
+def _as_of(backend: Backend, table: str, as_of: datetime | None) -> datetime:
+    if as_of is not None:
+        return as_of
+    last = backend.scalar(f"SELECT max(ts) FROM {table}")
+    return datetime(last.year, last.month, last.day) + timedelta(days=1)
+
+
+# ------------------------------------------------------------------------------------------------ events
+
+
+def _from_events(backend: Backend, as_of: datetime | None, holdout_days: int, top_n: int) -> Insights:
+    as_of = _as_of(backend, "events", as_of)
+    ev = f"(SELECT * FROM events WHERE ts < {_lit(as_of)})"
+    ins = Insights("events", as_of)
+    ins.funnel = _funnel(backend, ev)
+    ins.devices = _devices(backend, ev)
+    if ins.devices is None:
+        ins.notes.append("device share not computed: the events have no device column")
+    ins.hours = hours = _by_time(backend, ev, "hour({t})", "hour", list(range(24)))
+    ins.weekdays = days = _by_time(backend, ev, "isodow({t})", "weekday", list(range(1, 8)))
+    days.insert(1, "day", [WEEKDAYS[d - 1] for d in days["weekday"]])
+    ins.peak_hours = _peaks(hours)
+    ins.top_categories_by_views = _top(backend, ev, "category", "view", top_n)
+    ins.top_categories_by_revenue = _top(backend, ev, "category", "purchase", top_n)
+    ins.top_brands_by_views = _top(backend, ev, "brand", "view", top_n)
+    ins.top_brands_by_revenue = _top(backend, ev, "brand", "purchase", top_n)
+    baskets = (
+        f"SELECT customer_id, coalesce(order_id, session_id) AS basket, min(ts) AS ts, "
+        f"sum(coalesce(price, 0)) AS revenue FROM {ev} e WHERE event_type = 'purchase' GROUP BY 1, 2"
+    )
+    ins.buyers = _buyers(backend, baskets, as_of, holdout_days)
+    return ins
+
+
+def _funnel(backend: Backend, ev: str) -> pd.DataFrame:
+    stages = ("view", "cart", "purchase")
+    per = backend.df(
+        "SELECT event_type, sum(n) AS events, count(*) AS sessions, count(DISTINCT customer_id) AS customers FROM ("
+        f"  SELECT event_type, customer_id, session_id, count(*) AS n FROM {ev} e "
+        "  WHERE event_type IN ('view', 'cart', 'purchase') GROUP BY 1, 2, 3"
+        ") GROUP BY 1"
+    ).set_index("event_type")
+    view_sessions = int(per["sessions"].get("view", 0)) if "view" in per.index else 0
+    rows = []
+    prev: int | None = None
+    for st in stages:
+        events = int(per["events"].get(st, 0)) if st in per.index else 0
+        sessions = int(per["sessions"].get(st, 0)) if st in per.index else 0
+        customers = int(per["customers"].get(st, 0)) if st in per.index else 0
+        rows.append(
+            {
+                "stage": st,
+                "events": events,
+                "sessions": sessions,
+                "customers": customers,
+                "event_rate": (events / prev) if prev else (1.0 if st == "view" else np.nan),
+                "session_rate": sessions / view_sessions if view_sessions else np.nan,
+            }
+        )
+        prev = events
+    return pd.DataFrame(rows)
+
+
+def _devices(backend: Backend, ev: str) -> pd.DataFrame | None:
+    if not _has_rows(backend, "events", "device IS NOT NULL"):
+        return None
+    frame = backend.df(
+        "SELECT device, count(*) AS events, count(DISTINCT customer_id || '|' || session_id) AS sessions, "
+        "count(*) FILTER (WHERE event_type = 'purchase') AS purchases, "
+        f"regexp_matches(lower(device), '{MOBILE_DEVICE_PATTERN}') AS mobile "
+        f"FROM {ev} e WHERE device IS NOT NULL GROUP BY device ORDER BY events DESC, device"
+    )
+    frame["share_events"] = frame["events"] / frame["events"].sum()
+    frame["share_sessions"] = frame["sessions"] / frame["sessions"].sum()
+    return frame
+
+
+def _by_time(backend: Backend, ev: str, expr: str, name: str, keys: list[int]) -> pd.DataFrame:
+    per_event = backend.df(
+        f"SELECT {expr.format(t='ts')} AS k, count(*) AS events, count(*) FILTER (WHERE event_type = 'view') AS views, "
+        "count(*) FILTER (WHERE event_type = 'cart') AS carts, "
+        "count(*) FILTER (WHERE event_type = 'purchase') AS purchases, "
+        "coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) AS revenue "
+        f"FROM {ev} e WHERE event_type IN ('view', 'cart', 'remove_from_cart', 'purchase') GROUP BY 1"
+    ).set_index("k")
+    # a session belongs to the hour / weekday it started in
+    per_session = backend.df(
+        f"SELECT {expr.format(t='start')} AS k, count(*) AS sessions, "
+        "count(*) FILTER (WHERE bought) AS purchase_sessions FROM ("
+        "  SELECT customer_id, session_id, min(ts) AS start, bool_or(event_type = 'purchase') AS bought "
+        f"  FROM {ev} e WHERE event_type IN ('view', 'cart', 'remove_from_cart', 'purchase') GROUP BY 1, 2"
+        ") GROUP BY 1"
+    ).set_index("k")
+    frame = pd.DataFrame({name: keys}).set_index(name)
+    frame = frame.join(per_event).join(per_session).fillna(0)
+    for c in ("events", "views", "carts", "purchases", "sessions", "purchase_sessions"):
+        frame[c] = frame[c].astype("int64")
+    frame["revenue"] = frame["revenue"].astype("float64")
+    frame["conversion"] = np.where(
+        frame["sessions"] > 0, frame["purchase_sessions"] / frame["sessions"].where(frame["sessions"] > 0, 1), np.nan
+    )
+    frame.index.name = name
+    return frame.reset_index()
+
+
+def _peaks(hours: pd.DataFrame, n: int = 3) -> pd.DataFrame:
+    """The top ``n`` hours by events and by purchases (ties: the earlier hour), with their counts."""
+    rows = []
+    for by in ("events", "purchases"):
+        top = hours.sort_values([by, "hour"], ascending=[False, True], kind="stable").head(n)
+        for rank, r in enumerate(top.itertuples(), start=1):
+            if getattr(r, by) > 0:
+                rows.append({"by": by, "rank": rank, "hour": int(r.hour), "count": int(getattr(r, by))})
+    return pd.DataFrame(rows, columns=["by", "rank", "hour", "count"])
+
+
+def _top(backend: Backend, ev: str, column: str, event_type: str, n: int) -> pd.DataFrame | None:
+    if not _has_rows(backend, "events", f"{column} IS NOT NULL"):
+        return None
+    if event_type == "view":
+        frame = backend.df(
+            f"SELECT {column}, count(*) AS views, count(DISTINCT customer_id) AS customers FROM {ev} e "
+            f"WHERE event_type = 'view' AND {column} IS NOT NULL GROUP BY 1 ORDER BY views DESC, {column} LIMIT {n}"
+        )
+        total = backend.scalar(f"SELECT count(*) FROM {ev} e WHERE event_type = 'view' AND {column} IS NOT NULL")
+        frame["share"] = frame["views"] / max(int(total or 0), 1)
+    else:
+        frame = backend.df(
+            f"SELECT {column}, coalesce(sum(price), 0) AS revenue, count(*) AS purchases, "
+            f"count(DISTINCT customer_id) AS buyers FROM {ev} e "
+            f"WHERE event_type = 'purchase' AND {column} IS NOT NULL GROUP BY 1 "
+            f"ORDER BY revenue DESC, purchases DESC, {column} LIMIT {n}"
+        )
+        total = backend.scalar(f"SELECT sum(price) FROM {ev} e WHERE event_type = 'purchase' AND {column} IS NOT NULL")
+        frame["share"] = frame["revenue"] / float(total) if total else np.nan
+    return frame
+
+
+def _buyers(backend: Backend, baskets: str, as_of: datetime, holdout_days: int) -> pd.DataFrame:
+    """New (one basket) vs returning (2+) buyers overall, and new vs returning among the last window's buyers."""
+    start = as_of - timedelta(days=holdout_days)
+    overall = backend.df(
+        "SELECT CASE WHEN n = 1 THEN 'new (one purchase)' ELSE 'returning (2+ purchases)' END AS kind, "
+        "count(*) AS buyers, sum(revenue) AS revenue FROM ("
+        f"  SELECT customer_id, count(*) AS n, sum(revenue) AS revenue FROM ({baskets}) GROUP BY 1"
+        ") GROUP BY 1 ORDER BY 1"
+    )
+    overall.insert(0, "period", "all data")
+    window = backend.df(
+        "SELECT CASE WHEN first_ts >= ? THEN 'new (first purchase in the window)' "
+        "ELSE 'returning (bought before)' END AS kind, count(*) AS buyers, sum(revenue) AS revenue FROM ("
+        "  SELECT customer_id, min(ts) AS first_ts, sum(revenue) FILTER (WHERE ts >= ?) AS revenue, "
+        f"  max(ts) AS last_ts FROM ({baskets}) GROUP BY 1"
+        ") WHERE last_ts >= ? GROUP BY 1 ORDER BY 1",
+        [start, start, start],
+    )
+    window.insert(0, "period", f"last {holdout_days} days")
+    frame = pd.concat([overall, window], ignore_index=True)
+    frame["buyers"] = frame["buyers"].astype("int64")
+    frame["revenue"] = frame["revenue"].astype("float64")
+    frame["share_buyers"] = frame["buyers"] / frame.groupby("period")["buyers"].transform("sum")
+    total = frame.groupby("period")["revenue"].transform("sum")
+    frame["share_revenue"] = np.where(total > 0, frame["revenue"] / total.where(total > 0, 1), np.nan)
+    return frame
+
+
+# ------------------------------------------------------------------------------------------------ orders
+
+
+def _from_orders(backend: Backend, as_of: datetime | None, holdout_days: int, top_n: int) -> Insights:
+    """Without events: hours and weekdays of orders, categories by revenue, new vs returning buyers."""
+    as_of = _as_of(backend, "transactions", as_of)
+    tx = f"(SELECT * FROM transactions WHERE ts < {_lit(as_of)})"
+    ins = Insights("orders", as_of)
+    ins.notes.append("the run has no events: funnel, devices and views are not available; order lines are used")
+    orders = (
+        f"SELECT customer_id, order_id, min(ts) AS ts, sum(quantity * unit_price) AS revenue FROM {tx} t GROUP BY 1, 2"
+    )
+    frames = {}
+    for expr, name, keys in (("hour(ts)", "hour", list(range(24))), ("isodow(ts)", "weekday", list(range(1, 8)))):
+        per = backend.df(
+            f"SELECT {expr} AS k, count(*) AS orders, sum(revenue) AS revenue FROM ({orders}) GROUP BY 1"
+        ).set_index("k")
+        frame = pd.DataFrame({name: keys}).set_index(name).join(per).fillna(0)
+        frame["orders"] = frame["orders"].astype("int64")
+        frame["revenue"] = frame["revenue"].astype("float64")
+        frame.index.name = name
+        frames[name] = frame.reset_index()
+    ins.hours, ins.weekdays = hours, days = frames["hour"], frames["weekday"]
+    days.insert(1, "day", [WEEKDAYS[d - 1] for d in days["weekday"]])
+    top = hours.sort_values(["orders", "hour"], ascending=[False, True], kind="stable").head(3)
+    ins.peak_hours = pd.DataFrame(
+        [
+            {"by": "orders", "rank": i, "hour": int(r.hour), "count": int(r.orders)}
+            for i, r in enumerate(top.itertuples(), start=1)
+            if r.orders > 0
+        ],
+        columns=["by", "rank", "hour", "count"],
+    )
+    if _has_rows(backend, "transactions", "category IS NOT NULL"):
+        ins.top_categories_by_revenue = backend.df(
+            "SELECT category, sum(quantity * unit_price) AS revenue, count(DISTINCT order_id) AS orders, "
+            f"count(DISTINCT customer_id) AS buyers FROM {tx} t WHERE category IS NOT NULL GROUP BY 1 "
+            f"ORDER BY revenue DESC, category LIMIT {top_n}"
+        )
+        total = backend.scalar(f"SELECT sum(quantity * unit_price) FROM {tx} t WHERE category IS NOT NULL")
+        ins.top_categories_by_revenue["share"] = ins.top_categories_by_revenue["revenue"] / float(total or 1)
+    baskets = (
+        f"SELECT customer_id, order_id AS basket, min(ts) AS ts, sum(quantity * unit_price) AS revenue FROM {tx} t "
+        "GROUP BY 1, 2"
+    )
+    ins.buyers = _buyers(backend, baskets, as_of, holdout_days)
+    return ins
+
+
+# ------------------------------------------------------------------------------------------------ follow-up
+
+
+def _rec_followup(backend: Backend, as_of: datetime, holdout_days: int, n: int) -> dict[str, Any] | None:
+    """Share of the customers buying after the cut-off who bought a product of their segment's top list (made
+    from purchases before the cut-off), against the same share for the shop-wide top list."""
+    if not (backend.has_table("segments") and backend.has_table("recommendations")):
+        return None
+    if not _has_rows(backend, "transactions", "product_id IS NOT NULL"):
+        return None
+    cutoff = as_of - timedelta(days=holdout_days)
+    c, a = _lit(cutoff), _lit(as_of)
+    row = backend.rows(
+        f"""
+        WITH p AS (
+            SELECT t.customer_id, t.product_id, t.ts, s.segment
+            FROM transactions t JOIN segments s ON s.customer_id = t.customer_id
+            WHERE t.product_id IS NOT NULL AND t.ts < {a}
+        ),
+        before AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts < {c}),
+        seg_top AS (
+            SELECT segment, product_id FROM (
+                SELECT segment, product_id, row_number() OVER (PARTITION BY segment ORDER BY count(*) DESC, product_id)
+                    AS rk
+                FROM before GROUP BY segment, product_id
+            ) WHERE rk <= {int(n)}
+        ),
+        shop_top AS (
+            SELECT product_id FROM before GROUP BY product_id ORDER BY count(*) DESC, product_id LIMIT {int(n)}
+        ),
+        after AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts >= {c}),
+        buyers AS (SELECT DISTINCT customer_id, segment FROM after),
+        hit_seg AS (
+            SELECT DISTINCT a.customer_id FROM after a
+            JOIN seg_top t ON t.segment = a.segment AND t.product_id = a.product_id
+        ),
+        hit_shop AS (SELECT DISTINCT a.customer_id FROM after a JOIN shop_top t ON t.product_id = a.product_id)
+        SELECT (SELECT count(*) FROM buyers), (SELECT count(*) FROM hit_seg), (SELECT count(*) FROM hit_shop),
+               (SELECT count(*) FROM before)
+        """
+    )[0]
+    buyers, hit_seg, hit_shop, before = (int(x or 0) for x in row)
+    if buyers == 0 or before == 0:
+        return None
+    return {
+        "cutoff": cutoff.isoformat(),
+        "list_length": int(n),
+        "buyers_after_cutoff": buyers,
+        "bought_segment_product": hit_seg,
+        "share": hit_seg / buyers,
+        "baseline_shop_top_share": hit_shop / buyers,
+    }
+
+
+# ------------------------------------------------------------------------------------------------ summaries
+
+
+def events_summary(backend: Backend) -> dict[str, Any]:
+    """Counts for the report's data section of a run with events: rows, customers, sessions, time range."""
+    row = backend.rows(
+        "SELECT count(*), count(DISTINCT customer_id), min(ts), max(ts), "
+        "count(*) FILTER (WHERE event_type = 'purchase'), "
+        "coalesce(sum(price) FILTER (WHERE event_type = 'purchase'), 0) FROM events"
+    )[0]
+    sessions = backend.scalar("SELECT count(*) FROM (SELECT DISTINCT customer_id, session_id FROM events)")
+    raw = backend.rows("SELECT count(*), min(ts), max(ts) FROM events_flagged")[0]
+    return {
+        "events": int(row[0]),
+        "customers": int(row[1]),
+        "clean_min": row[2],
+        "clean_max": row[3],
+        "purchases": int(row[4]),
+        "revenue": float(row[5]),
+        "sessions": int(sessions or 0),
+        "rows": int(raw[0]),
+        "date_min": raw[1],
+        "date_max": raw[2],
+    }
+
+
+def load_insights(run_dir: str | Path) -> dict[str, Any]:
+    """The insights summary a run wrote (``insights.json``)."""
+    path = Path(run_dir) / "insights.json"
+    if not path.is_file():
+        from shopseg.errors import NotFoundError
+
+        raise NotFoundError(f"'{path}' not found; run `shopseg insights {run_dir}` or a newer `shopseg run` first")
+    data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return data
+
+
+def shop_insights(
+    inputs: Sequence[str | Path],
+    out: str | Path | None = None,
+    config: RunConfig | None = None,
+    *,
+    events: Sequence[str | Path] = (),
+) -> Insights:
+    """Insights of a finished run folder (``inputs`` = that folder), or of input files, which are read, mapped
+    and cleaned (orders and/or events, told apart by their columns) into ``out`` first. Writes
+    ``insights.json`` into the run folder or ``out``."""
+    from shopseg.backends.duckdb import DuckDBBackend
+    from shopseg.config import RunConfig
+    from shopseg.errors import InputError
+
+    config = config or RunConfig()
+    items = [Path(i) for i in inputs]
+    if len(items) == 1 and not events and (items[0] / "shopseg.duckdb").is_file():
+        run_dir = items[0]
+        as_of = None
+        manifest = run_dir / "manifest.json"
+        if manifest.is_file():
+            as_of = datetime.fromisoformat(json.loads(manifest.read_text(encoding="utf-8"))["as_of"])
+        backend = DuckDBBackend(run_dir / "shopseg.duckdb", memory_limit=config.engine.memory_limit)
+        try:
+            ins = compute_insights(backend, as_of=as_of, holdout_days=config.recommend.holdout_days)
+            ins.save(backend, run_dir / "insights.json")
+        finally:
+            backend.close()
+        return ins
+    if out is None:
+        raise InputError("give --out DIR: where the input files are read and cleaned for the insights")
+    from shopseg.clean import clean_transactions
+    from shopseg.clean.events import clean_events, combine_quarantine
+    from shopseg.ingest import ingest_transactions
+    from shopseg.ingest.events import ingest_events, split_inputs
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in (out / "shopseg.duckdb", out / "shopseg.duckdb.wal"):
+        stale.unlink(missing_ok=True)
+    roles = split_inputs([str(i) for i in items], config.input)
+    event_files = [*roles["events"], *(str(e) for e in events)]
+    if not roles["orders"] and not event_files:
+        raise InputError("no order lines or events among the inputs; insights need one of them")
+    backend = DuckDBBackend(
+        out / "shopseg.duckdb", memory_limit=config.engine.memory_limit, threads=config.engine.threads
+    )
+    work = out / ".work"
+    try:
+        if roles["orders"]:
+            ing = ingest_transactions(backend, roles["orders"], config.input, work=work)
+            clean_transactions(backend, ing, config.clean)
+        if event_files:
+            eing = ingest_events(backend, event_files, config.events, work=work)
+            clean_events(backend, eing, config.events)
+        combine_quarantine(backend, orders=bool(roles["orders"]), events=bool(event_files))
+        ins = compute_insights(backend, as_of=config.features.as_of, holdout_days=config.recommend.holdout_days)
+        ins.save(backend, out / "insights.json")
+    finally:
+        backend.close()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(out / ".tmp", ignore_errors=True)
+    return ins
