@@ -1,6 +1,6 @@
-"""Generate docs/cli.md and docs/configuration.md from the code (a test checks they are current).
+"""Generate docs/cli.md, docs/configuration.md and docs/openapi.json from the code (a test checks they are current).
 
-python scripts/gen_docs.py          # rewrite both files
+python scripts/gen_docs.py          # rewrite all three files
 """
 
 from __future__ import annotations
@@ -65,7 +65,15 @@ def config_markdown() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-DOCS = {"docs/cli.md": cli_markdown, "docs/configuration.md": config_markdown}
+def openapi_json() -> str:
+    import json
+
+    from shopseg.serve.api import openapi_document
+
+    return json.dumps(openapi_document(), indent=2, ensure_ascii=False) + "\n"
+
+
+DOCS = {"docs/cli.md": cli_markdown, "docs/configuration.md": config_markdown, "docs/openapi.json": openapi_json}
 
 
 def main() -> int:

@@ -138,7 +138,10 @@ def test_public_api_all() -> None:
         "report",
         "schema",
         "segment",
+        "serve",
         "cli",
+        "insights",
+        "datasets_events",
     }
     assert set(shopseg.__all__) == (public - modules) | {"generate_shop", "sample_path"}
     for name in shopseg.__all__:

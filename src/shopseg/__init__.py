@@ -6,6 +6,7 @@ The Python API mirrors the CLI::
     result = shopseg.run(["orders.csv"], "out/my-shop")          # shopseg run orders.csv --out out/my-shop
     result.segments, result.profiles, result.report
     shopseg.score("out/my-shop/model", ["new_orders.csv"], "out/scored")   # shopseg score …
+    shopseg.migrate("out/my-shop", ["2023.csv"], ["2024.csv"], "out/moves") # shopseg migrate …
     shopseg.run([shopseg.sample_path()], "out/demo")              # shopseg demo
 """
 
@@ -19,10 +20,12 @@ from shopseg.errors import (
     InputError,
     IntegrityError,
     NotFittedError,
+    NotFoundError,
     SchemaError,
     ShopsegError,
 )
 from shopseg.pipeline import STEPS, RunResult, run, score
+from shopseg.profile.migrate import migrate
 
 __all__ = [
     "STEPS",
@@ -32,12 +35,14 @@ __all__ = [
     "InputError",
     "IntegrityError",
     "NotFittedError",
+    "NotFoundError",
     "RunConfig",
     "RunResult",
     "SchemaError",
     "ShopsegError",
     "generate_shop",
     "load_config",
+    "migrate",
     "run",
     "sample_path",
     "score",

@@ -8,7 +8,8 @@ message and exit code 2, the API into one JSON shape. Anything else that escapes
     ShopsegError
     ├── InputError            the data given to shopseg is unusable
     │   ├── SchemaError       columns missing, unmappable or of the wrong kind
-    │   └── DataError         the values are unusable (empty file, no customer ids, bad encoding …)
+    │   ├── DataError         the values are unusable (empty file, no customer ids, bad encoding …)
+    │   └── NotFoundError     an id (customer, segment, product) or run folder that does not exist
     ├── ConfigError           a setting, flag or config file is wrong
     ├── NotFittedError        a model is used before it was fitted, or a saved model does not fit the data
     ├── BackendError          the SQL engine failed or is not installed
@@ -32,6 +33,10 @@ class SchemaError(InputError):
 
 class DataError(InputError):
     """The values in the input are unusable (empty, undecodable, no customers …)."""
+
+
+class NotFoundError(InputError):
+    """An id (customer, segment, product) or a run folder that the given run does not have."""
 
 
 class ConfigError(ShopsegError):

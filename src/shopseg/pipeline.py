@@ -12,7 +12,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,18 +20,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from shopseg.backends import open_engine
+from shopseg.backends.base import Backend
 from shopseg.backends.duckdb import DuckDBBackend
 from shopseg.clean import CleanResult, clean_transactions
+from shopseg.clean.events import clean_events, combine_quarantine, purchases_as_transactions
 from shopseg.config import RunConfig
-from shopseg.errors import ConfigError, DataError, ShopsegError
+from shopseg.errors import BackendError, ConfigError, DataError, InputError, ShopsegError
 from shopseg.export import sha256, write_json, write_run_files
-from shopseg.features import FeatureSet, build_features, feature_sql
+from shopseg.features import FeatureSet, build_features
+from shopseg.features.customers import CustomerRun
+from shopseg.features.events import build_run_features, default_segment_features, features_as_of
 from shopseg.ingest import IngestResult, ingest_transactions
-from shopseg.profile import profile_segments
-from shopseg.recommend import evaluate, recommend_all, segment_top_products
-from shopseg.segment import KMeansSegmenter
+from shopseg.ingest.events import ingest_events, split_inputs
+from shopseg.profile import SegmentRuleSet, explain_segments, profile_segments
+from shopseg.segment import Segmenter, segmenter_from_config
+from shopseg.segment.base import json_safe, load_segmenter
 
-__all__ = ["STEPS", "RunResult", "Step", "run", "score"]
+__all__ = ["STEPS", "RunResult", "ScoredCustomers", "Step", "run", "score", "score_customers"]
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +55,10 @@ class RunState:
     ingest: IngestResult | None = None
     clean: CleanResult | None = None
     features: FeatureSet | None = None
-    segmenter: KMeansSegmenter | None = None
+    segmenter: Segmenter | None = None
     labels: np.ndarray | None = None
     profiles: pd.DataFrame | None = None
+    rules: SegmentRuleSet | None = None
     segment_products: pd.DataFrame | None = None
     rec_eval: pd.DataFrame | None = None
     rec_info: dict[str, Any] = field(default_factory=dict)
@@ -60,6 +67,19 @@ class RunState:
     timings: dict[str, float] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # input roles (issue 3): positional inputs are sorted into orders/events/customers by their columns
+    # (shopseg.schema.source_role); --events / --customers name files explicitly
+    order_inputs: list[str] = field(default_factory=list)
+    event_inputs: list[str] = field(default_factory=list)
+    customer_inputs: list[str] = field(default_factory=list)
+    events_ingest: IngestResult | None = None
+    events_clean: CleanResult | None = None
+    insights: Any = None  # shopseg.insights.Insights
+    customers: CustomerRun | None = None  # the customer table (--customers, or a customer workbook)
+    banners: pd.DataFrame | None = None
+    impact: pd.DataFrame | None = None
+    # the engine that reads, cleans and computes the order features ([engine] name); None = the run's database
+    engine: Backend | None = None
 
 
 @dataclass(frozen=True)
@@ -69,32 +89,95 @@ class Step:
     func: Callable[[RunState], None]
 
 
+def _sql(s: RunState) -> Backend:
+    """The engine of the ingest, clean and features steps (after them, the run's DuckDB database holds all)."""
+    return s.engine if s.engine is not None else s.backend
+
+
 def _ingest(s: RunState) -> None:
-    s.ingest = ingest_transactions(s.backend, s.inputs, s.config.input, work=s.out / ".work")
-    s.notes += s.ingest.notes
+    roles = split_inputs(s.inputs, s.config.input)
+    s.order_inputs = roles["orders"]
+    s.event_inputs = [*roles["events"], *s.event_inputs]
+    s.customer_inputs = [*roles["customers"], *s.customer_inputs]
+    if not s.order_inputs and not s.event_inputs and not s.customer_inputs:
+        raise InputError("no input given; pass order files, --events FILE and/or --customers FILE")
+    if s.order_inputs:
+        s.ingest = ingest_transactions(_sql(s), s.order_inputs, s.config.input, work=s.out / ".work")
+        s.notes += s.ingest.notes
+    if s.event_inputs and _sql(s) is not s.backend:
+        raise BackendError(
+            f"event logs are read by the DuckDB engine only so far, not by '{s.config.engine.name}': run with "
+            "--engine duckdb, or give this engine order lines only"
+        )
+    if s.event_inputs:
+        s.events_ingest = ingest_events(s.backend, s.event_inputs, s.config.events, work=s.out / ".work")
+        s.notes += s.events_ingest.notes
 
 
 def _clean(s: RunState) -> None:
-    assert s.ingest is not None
-    s.clean = clean_transactions(s.backend, s.ingest, s.config.clean)
-    if s.clean.clean_rows == 0:
-        top = s.clean.reconciliation.sort_values("rows", ascending=False).iloc[0]
+    if s.ingest is not None:
+        s.clean = clean_transactions(_sql(s), s.ingest, s.config.clean)
+        _check_left(s, s.clean, "rows")
+    if s.events_ingest is not None:
+        before = len(s.events_ingest.notes)
+        s.events_clean = clean_events(s.backend, s.events_ingest, s.config.events)
+        s.notes += s.events_ingest.notes[before:]
+        _check_left(s, s.events_clean, "events")
+    combine_quarantine(_sql(s), orders=s.ingest is not None, events=s.events_ingest is not None)
+
+
+def _check_left(s: RunState, c: CleanResult, what: str) -> None:
+    if c.clean_rows == 0:
+        top = c.reconciliation.sort_values("rows", ascending=False).iloc[0]
         raise DataError(
-            f"no rows are left after cleaning: all {s.clean.input_rows} were quarantined (mostly "
+            f"no {what} are left after cleaning: all {c.input_rows} were quarantined (mostly "
             f"'{top['code']}': {top['description']}); see {s.out / 'quarantine.parquet'} once written"
         )
 
 
+def _columns(s: RunState) -> dict[str, set[str] | None]:
+    """The mapped canonical columns of each source of the run (None: the run has no such source)."""
+    return {
+        "order_columns": set(s.ingest.mapping.source) if s.ingest is not None else None,
+        "event_columns": set(s.events_ingest.mapping.source) if s.events_ingest is not None else None,
+    }
+
+
 def _features(s: RunState) -> None:
-    assert s.ingest is not None
-    s.features = build_features(s.backend, s.config.features.as_of, present_columns=set(s.ingest.mapping.source))
+    if s.ingest is None and s.events_ingest is None:
+        return  # only a customer table: its features are built by the customers step
+    s.features = build_run_features(_sql(s), s.config.features.as_of, **_columns(s))
+    # the later steps run on the driver's DuckDB database: the engine's tables become readable there
+    _sql(s).publish(s.backend)
     for name, why in s.features.skipped.items():
         s.notes.append(f"feature {name} skipped: {why}")
+
+
+def _customers(s: RunState) -> None:
+    from shopseg.features.customers import extend_quarantine, join_run_features, load_customer_table
+
+    if not s.customer_inputs:
+        return
+    as_of = s.features.as_of if s.features is not None else s.config.features.as_of
+    s.customers = load_customer_table(
+        s.backend, s.customer_inputs, s.config.customers, as_of=as_of, alone=s.features is None, work=s.out / ".work"
+    )
+    s.notes += s.customers.ingest.notes
+    s.notes += [f"customer feature {n} skipped: {why}" for n, why in s.customers.features.skipped.items()]
+    s.features = join_run_features(s.customers, s.features)
+    extend_quarantine(s.backend, s.customers)
 
 
 def _segment_features(s: RunState) -> list[str]:
     assert s.features is not None
     wanted = s.config.segment.features
+    if s.events_ingest is not None and "features" not in s.config.segment.model_fields_set:
+        wanted, missing = default_segment_features(s.features.numeric, orders=s.ingest is not None)
+        if missing and f"default segmentation features {missing} are not available" not in " ".join(s.notes):
+            s.notes.append(f"default segmentation features {missing} are not available in this run; left out")
+    extra = s.customers.segment_numeric if s.customers is not None else []  # [customers] segment_on
+    if s.ingest is None and s.events_ingest is None and "features" not in s.config.segment.model_fields_set:
+        return list(extra)  # a run on the customer table alone
     if wanted == ["all"]:
         return [f for f in s.features.numeric if f != "n_lines"]
     unknown = [f for f in wanted if f not in s.features.frame.columns]
@@ -102,37 +185,58 @@ def _segment_features(s: RunState) -> list[str]:
         raise ConfigError(
             f"segment.features names {unknown}, which this run does not have; available: {s.features.numeric}"
         )
-    return list(wanted)
+    return [*wanted, *(f for f in extra if f not in wanted)]
 
 
 def _segment(s: RunState) -> None:
     assert s.features is not None
     c = s.config.segment
-    seg = KMeansSegmenter(
-        _segment_features(s),
-        k=c.k,
-        k_min=c.k_min,
-        k_max=c.k_max,
-        n_init=c.n_init,
-        seed=c.seed,
-        silhouette_sample=c.silhouette_sample,
-        selection_sample=c.selection_sample,
-    ).fit(s.features.frame)
+    # categorical customer attributes enter as weighted one-hot blocks (shopseg.segment.mixed)
+    cat_weights = _customer_encoding(s)
+    seg = segmenter_from_config(c, [*_segment_features(s), *cat_weights], weights=cat_weights).fit(s.features.frame)
     s.segmenter, s.labels = seg, seg.labels_
     if seg.selection_.warning:
         s.warnings.append(seg.selection_.warning)
+    if seg.stability_ is not None and seg.stability_.unstable():
+        s.warnings.append(f"Unstable segments: {seg.stability_.summary()}")
+    dropped = seg.preprocessor_.dropped_
+    if dropped:
+        s.notes.append("segmentation features dropped: " + "; ".join(f"{f} ({why})" for f, why in dropped.items()))
+    if s.customers is not None:
+        from shopseg.features.customers import check_segments
+
+        warning = check_segments(s.customers, s.features.frame, s.labels, s.config.customers)
+        if warning:
+            s.warnings.append(warning)
+
+
+def _customer_encoding(s: RunState) -> dict[str, float]:
+    if s.customers is None or s.features is None:
+        return {}
+    from shopseg.features.customers import encode_categoricals
+
+    scaling = str(getattr(s.config.segment, "scaling", "standard"))  # the weights undo the segmenter's scaling
+    return encode_categoricals(s.customers, s.features, s.config.customers, scaling)
 
 
 def _profile(s: RunState) -> None:
     assert s.features is not None and s.labels is not None and s.segmenter is not None
-    s.profiles = profile_segments(s.features.frame, s.labels, s.features.numeric)
+    overrides = {k: v.model_dump(exclude_none=True) for k, v in s.config.profile.names.items()}
+    given = getattr(s.segmenter, "segment_names_", None)  # names the algorithm gives itself (RFM, noise)
+    s.profiles = profile_segments(
+        s.features.frame, s.labels, s.features.numeric, overrides, notes=s.warnings, given=given
+    )
     names = s.profiles.set_index("segment")
-    frame = s.features.frame.copy()
+    frame = s.features.frame.drop(columns=s.customers.encoded if s.customers is not None else [])
+    if s.customers is not None and s.customers.composition is not None:
+        comp = s.customers.composition.copy()
+        comp.insert(1, "segment_name", names.loc[comp["segment"], "name"].to_numpy())
+        s.backend.create_table("segment_composition", comp)
     frame.insert(1, "segment", s.labels)
     frame.insert(2, "segment_name", names.loc[s.labels, "name"].to_numpy())
     frame.insert(3, "action", names.loc[s.labels, "action"].to_numpy())
-    if s.config.clean.outliers == "flag":
-        assert s.clean is not None
+    _segmenter_columns(s.segmenter, s.features.frame, frame, s.profiles)
+    if s.config.clean.outliers == "flag" and s.clean is not None:
         frame["is_outlier"] = frame["customer_id"].isin(set(s.clean.outlier_customers))
     s.backend.create_table("segments", frame)
     s.backend.create_table("profiles", s.profiles)
@@ -142,19 +246,105 @@ def _profile(s: RunState) -> None:
     )
 
 
+def _segmenter_columns(
+    seg: Segmenter, features: pd.DataFrame, frame: pd.DataFrame, profiles: pd.DataFrame | None = None
+) -> None:
+    """Add the segmenter's per-customer columns (RFM scores) and each segment's bootstrap stability
+    (``stability`` = Jaccard, ``stable`` = at or above the threshold) to the CRM ``frame`` (and ``profiles``)."""
+    extra = seg.customer_columns(features)
+    if extra is not None:
+        for c in extra.columns:
+            frame[c] = extra[c].to_numpy()
+    if seg.stability_ is not None:
+        jac = pd.Series(seg.stability_.per_segment(), dtype="float64")
+        frame["stability"] = frame["segment"].map(jac).astype("float64").to_numpy()
+        frame["stable"] = (frame["stability"] >= seg.stability_.threshold).to_numpy()
+        if profiles is not None:
+            profiles["stability"] = profiles["segment"].map(jac).astype("float64")
+            profiles["stable"] = profiles["stability"] >= seg.stability_.threshold
+
+
+def _explain(s: RunState) -> None:
+    assert s.features is not None and s.labels is not None and s.profiles is not None
+    c = s.config.profile
+    if c.rule_features == ["model"]:
+        feats = _segment_features(s)
+    elif c.rule_features == ["all"]:
+        feats = [f for f in s.features.numeric if f != "n_lines"]
+    else:
+        unknown = [f for f in c.rule_features if f not in s.features.numeric]
+        if unknown:
+            raise ConfigError(
+                f"profile.rule_features names {unknown}, which this run does not have; available: {s.features.numeric}"
+            )
+        feats = list(c.rule_features)
+    frame = s.features.frame
+    feats = [f for f in feats if f in frame.columns and pd.api.types.is_numeric_dtype(frame[f])]
+    if not feats:
+        s.notes.append("segment rules skipped: the segmentation uses no numeric feature to write rules on")
+        return
+    names = {int(r.segment): str(r.name) for r in s.profiles.itertuples()}
+    s.rules = explain_segments(
+        s.features.frame,
+        s.labels,
+        feats,
+        names=names,
+        max_depth=c.rule_depth,
+        sample=c.rule_sample,
+        seed=s.config.segment.seed,
+    )
+    s.rules.write(s.out / "segment_rules.json")
+    s.backend.create_table("segment_rules", s.rules.table())
+    s.files["segment_rules"] = "segment_rules.json"
+
+
 def _recommend(s: RunState) -> None:
-    assert s.ingest is not None and s.features is not None and s.segmenter is not None
+    assert s.features is not None and s.segmenter is not None
     rc = s.config.recommend
-    if not s.ingest.has_products:
+    if s.ingest is None:
+        # no order lines: purchase events stand in for them (a view `transactions`), when they can
+        why = purchases_as_transactions(s.backend, s.events_ingest)
+        if why:
+            s.notes.append(f"recommendations skipped: {why}")
+            return
+        s.notes.append("recommendations are made from purchase events (one order per order id, else per session)")
+    elif not s.ingest.has_products:
         s.notes.append("recommendations skipped: the input has no product column")
         return
+    from shopseg.recommend.methods import threads_for
+    from shopseg.recommend.runner import prepare_interactions, run_recommendations
+
     cutoff = s.features.as_of - timedelta(days=rc.holdout_days)
-    s.rebuy_threshold = recommend_all(
-        s.backend, n=rc.n, threshold=rc.rebuy_threshold, cutoff=cutoff if rc.evaluate else None
+    prepare_interactions(
+        s.backend,
+        as_of=s.features.as_of,
+        holdout_days=rc.holdout_days if rc.evaluate else None,
+        half_life_days=rc.half_life_days,
     )
-    s.segment_products = segment_top_products(s.backend, rc.segment_top_n)
-    if not rc.evaluate:
-        return
+    segment_of = _evaluation_segments(s, cutoff) if rc.evaluate else None
+    out = run_recommendations(
+        s.backend,
+        rc=rc,
+        as_of=s.features.as_of,
+        seed=s.config.segment.seed,
+        threads=threads_for(rc.threads, s.config.engine.threads),
+        segment_of=segment_of,
+        clean=s.config.clean,
+        has_category=bool(rc.exclude_categories) and bool(s.backend.scalar("SELECT count(category) FROM transactions")),
+        model_dir=s.out / "model",
+    )
+    s.notes += out.notes
+    s.segment_products = out.segment_products
+    s.rec_info = out.info
+    s.rec_eval = out.evaluation.table_at("all", 10) if out.evaluation is not None else None
+
+
+def _evaluation_segments(s: RunState, cutoff: datetime) -> str | None:
+    """``ev_segment_of``: the customers the evaluation scores (purchases on both sides of the cut-off; a seeded
+    sample of at most recommend.eval_users) with their segment as of the cut-off, assigned by the fitted model
+    from features of the training period only. None (with a note) when there are none."""
+    assert s.features is not None and s.segmenter is not None
+    rc = s.config.recommend
     # segments as of the cut-off, assigned by the fitted model from features of the training period only, for
     # the customers the evaluation can use (purchases on both sides of the cut-off)
     c, a = (f"TIMESTAMP '{t:%Y-%m-%d %H:%M:%S}'" for t in (cutoff, s.features.as_of))
@@ -174,27 +364,58 @@ def _recommend(s: RunState) -> None:
             f"recommendations evaluated on a seeded sample of {rc.eval_users:,} of the {n_cand:,} customers with "
             "purchases on both sides of the cut-off"
         )
-    early = s.backend.df(feature_sql(cutoff, customers="ev_candidates"))
+    early = features_as_of(s.backend, cutoff, customers="ev_candidates", **_columns(s))
     if early.empty:
         s.notes.append(
             f"recommendation evaluation skipped: no customer bought both before and after the cut-off {cutoff:%Y-%m-%d}"
         )
-        return
+        return None
     early["customer_id"] = early["customer_id"].astype(str)
+    if s.customers is not None:  # attributes (and their encoding) are taken as they are now
+        from shopseg.features.customers import with_customer_columns
+
+        early = with_customer_columns(early, s.customers, s.features.frame)
     s.backend.create_table(
         "ev_segment_of",
         pd.DataFrame({"customer_id": early["customer_id"], "segment": s.segmenter.predict(early)}),
     )
-    table, info = evaluate(
-        s.backend,
-        as_of=s.features.as_of,
-        holdout_days=rc.holdout_days,
-        n=rc.n,
-        threshold=rc.rebuy_threshold,
-        segment_of="ev_segment_of",
-    )
-    s.rec_eval, s.rec_info = table, info
-    s.backend.create_table("recommendation_evaluation", table)
+    return "ev_segment_of"
+
+
+def _insights(s: RunState) -> None:
+    from shopseg.insights import compute_insights
+
+    assert s.features is not None
+    if s.ingest is None and s.events_ingest is None:
+        s.notes.append("shop insights skipped: the run has only a customer table (no orders or events)")
+        return
+    s.insights = compute_insights(s.backend, as_of=s.features.as_of, holdout_days=s.config.recommend.holdout_days)
+    s.insights.save(s.backend, s.out / "insights.json")
+    s.files["insights"] = "insights.json"
+
+
+def _banners(s: RunState) -> None:
+    from shopseg.export import write_frame
+    from shopseg.insights.banners import banner_table
+    from shopseg.insights.impact import impact_table, segment_figures
+
+    assert s.features is not None and s.profiles is not None
+    names = {int(r.segment): str(r.name) for r in s.profiles.itertuples()}
+    if s.config.banners.enabled:
+        res = banner_table(s.backend, s.config.banners, seed=s.config.segment.seed, names=names)
+        s.notes += res.notes
+        if not res.table.empty:
+            s.banners = res.table
+            s.backend.create_table("banners", res.table)
+            write_frame(res.table, s.out / "banners.csv")
+            s.files["banners"] = "banners.csv"
+    figures = segment_figures(s.backend, s.features.as_of)
+    if figures.empty:
+        s.notes.append("impact scenarios skipped: the run has no order values")
+        return
+    s.impact = impact_table(figures, s.config.impact)
+    s.backend.create_table("segment_figures", figures)
+    s.backend.create_table("impact", s.impact)
 
 
 def _export(s: RunState) -> None:
@@ -212,9 +433,13 @@ STEPS: tuple[Step, ...] = (
     Step("ingest", "read files, map columns", _ingest),
     Step("clean", "apply cleaning rules, reconcile", _clean),
     Step("features", "customer features in SQL", _features),
-    Step("segment", "choose k, fit K-Means", _segment),
+    Step("customers", "customer table: attributes, lookups, coupon features", _customers),
+    Step("segment", "choose k, fit the segmenter", _segment),
     Step("profile", "profiles, names, actions", _profile),
+    Step("explain", "segment rules (segment_rules.json)", _explain),
     Step("recommend", "recommendations and evaluation", _recommend),
+    Step("insights", "shop insights: funnel, hours, devices, top categories", _insights),
+    Step("banners", "banner economics and impact scenarios", _banners),
     Step("export", "CRM file, recommendations, quarantine", _export),
     Step("report", "report.html", _report),
 )
@@ -247,7 +472,7 @@ def _versions() -> dict[str, str]:
 
 def _prepare_out(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("shopseg.duckdb", "shopseg.duckdb.wal", ".work", ".tmp", "model"):
+    for name in ("shopseg.duckdb", "shopseg.duckdb.wal", ".work", ".tmp", "model", "spark-tables"):
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -260,17 +485,30 @@ def run(
     out: str | Path,
     config: RunConfig | None = None,
     *,
+    events: Sequence[str | Path] = (),
+    customers: Sequence[str | Path] = (),
     progress: Progress | None = None,
     steps: Sequence[Step] = STEPS,
 ) -> RunResult:
-    """Run the whole pipeline on ``inputs`` and write the run directory ``out``."""
+    """Run the whole pipeline on ``inputs`` and write the run directory ``out``.
+
+    ``inputs`` are order-line files, or any files whose role (orders, events, customers) is told by their
+    columns; ``events`` and ``customers`` name event logs and customer tables explicitly.
+    """
     config = config or RunConfig()
     out = Path(out)
     _prepare_out(out)
     backend = DuckDBBackend(
         out / "shopseg.duckdb", memory_limit=config.engine.memory_limit, threads=config.engine.threads
     )
-    state = RunState([str(i) for i in inputs], out, config, backend)
+    try:
+        engine = open_engine(config.engine, out, backend)
+    except ShopsegError:
+        backend.close()
+        raise
+    state = RunState([str(i) for i in inputs], out, config, backend, engine=engine)
+    state.event_inputs = [str(i) for i in events]
+    state.customer_inputs = [str(i) for i in customers]
     started = time.perf_counter()
     try:
         for i, step in enumerate(steps):
@@ -287,6 +525,8 @@ def run(
     except ShopsegError:
         raise
     finally:
+        if engine is not backend:
+            engine.close()
         backend.close()
         shutil.rmtree(out / ".work", ignore_errors=True)
         shutil.rmtree(out / ".tmp", ignore_errors=True)
@@ -295,32 +535,42 @@ def run(
 
 
 def _manifest(s: RunState, total: float) -> dict[str, Any]:
-    assert s.ingest is not None and s.clean is not None and s.features is not None and s.segmenter is not None
+    assert s.features is not None and s.segmenter is not None
     inputs = []
-    for f in s.ingest.files:
-        inputs.append({"path": str(f), "size": f.stat().st_size, "sha256": sha256(f)})
+    for role, ing in (("orders", s.ingest), ("events", s.events_ingest)):
+        for f in ing.files if ing is not None else []:
+            inputs.append({"path": str(f), "size": f.stat().st_size, "sha256": sha256(f), "role": role})
+    sources = {name: c.as_dict() for name, c in (("orders", s.clean), ("events", s.events_clean)) if c is not None}
+    main: Any = s.clean or s.events_clean
+    if s.customers is not None:
+        for f in s.customers.ingest.files:
+            inputs.append({"path": str(f), "size": f.stat().st_size, "sha256": sha256(f), "role": "customers"})
+        sources["customers"] = s.customers.clean.customers.as_dict()
+        if s.customers.clean.activity is not None:
+            sources["coupons"] = s.customers.clean.activity.as_dict()
+        main = main or s.customers.clean.customers
     return {
+        "customers_table": s.customers.summary() if s.customers is not None else None,
         "shopseg_run": 1,
         "created_by": "shopseg",
         "inputs": inputs,
-        "ingest": s.ingest.summary(),
+        "ingest": s.ingest.summary() if s.ingest is not None else None,
+        "events": {"ingest": s.events_ingest.summary(), "rows": sources["events"]}
+        if s.events_ingest is not None
+        else None,
         "config": s.config.model_dump(mode="json"),
         "as_of": s.features.as_of.isoformat(),
         "seed": s.config.segment.seed,
         "versions": _versions(),
         "rows": {
-            **s.clean.as_dict(),
+            **(main.as_dict() if main is not None else {}),
+            "by_source": sources,
             "customers": len(s.features.frame),
             "recommendations": int(s.backend.scalar("SELECT count(*) FROM recommendations"))
             if s.backend.has_table("recommendations")
             else 0,
         },
-        "segmentation": {
-            "algorithm": "kmeans",
-            "k": s.segmenter.k_,
-            "features": s.segmenter.preprocessor_.features,
-            "reason": s.segmenter.selection_.reason,
-        },
+        "segmentation": _segmentation_summary(s.segmenter, s.config.segment.algorithm),
         "recommendation_evaluation": {
             **s.rec_info,
             "table": s.rec_eval.to_dict(orient="records") if s.rec_eval is not None else None,
@@ -332,6 +582,36 @@ def _manifest(s: RunState, total: float) -> dict[str, Any]:
     }
 
 
+def _segmentation_summary(seg: Segmenter, requested: str) -> dict[str, Any]:
+    """The manifest's "segmentation" section: algorithm, k and why, how the model was fitted, stability."""
+    fit = seg.fit_info_
+    out: dict[str, Any] = {
+        "algorithm": seg.algorithm_,
+        "requested": requested,
+        "k": seg.k_,
+        "features": seg.preprocessor_.features,
+        "dropped_features": seg.preprocessor_.dropped_,
+        "reason": seg.selection_.reason,
+        "method": fit.get("method"),
+        "warning": seg.selection_.warning,
+    }
+    if "auto" in fit:
+        out["auto_reason"] = fit["auto"]
+    if "ward" in fit:
+        out["ward"] = fit["ward"]  # "exact" or "sampled"
+        out["ward_fitted_on"] = fit.get("fitted_on")
+    if seg.algorithm_ == "hdbscan":
+        out["noise_share"] = seg.noise_share_
+    if seg.stability_ is not None:
+        out["stability"] = {
+            "summary": seg.stability_.summary(),
+            "per_k": seg.stability_.table.to_dict(orient="records"),
+            "per_segment": seg.stability_.per_segment(),
+            "unstable_segments": seg.stability_.unstable(),
+        }
+    return dict(json_safe(out))  # NaN (e.g. a segment too small for the stability sample) -> null
+
+
 def score(
     model_dir: str | Path,
     inputs: Sequence[str | Path],
@@ -341,26 +621,60 @@ def score(
     """Assign segments to the customers in ``inputs`` with a saved model; writes ``out/segments.csv|parquet``."""
     from shopseg.export import write_frame
 
-    seg, meta = KMeansSegmenter.load(model_dir)
     config = config or RunConfig()
     out = Path(out)
     _prepare_out(out)
-    backend = DuckDBBackend(
-        out / "shopseg.duckdb", memory_limit=config.engine.memory_limit, threads=config.engine.threads
-    )
+    frame = score_customers(model_dir, inputs, out / "shopseg.duckdb", config).frame
+    write_frame(frame, out / "segments.csv")
+    write_frame(frame, out / "segments.parquet")
+    return frame
+
+
+def score_customers(
+    model_dir: str | Path,
+    inputs: Sequence[str | Path],
+    database: str | Path,
+    config: RunConfig | None = None,
+) -> ScoredCustomers:
+    """Ingest, clean and build features for ``inputs`` in the DuckDB file ``database``, then assign segments
+    with the saved model (a run's ``model/`` folder, or the run folder). Returns the feature frame with
+    ``segment``, ``segment_name`` and ``action`` inserted after ``customer_id``, the as-of time used and the
+    model's segment names."""
+    model_dir = Path(model_dir)
+    if (model_dir / "model" / "segmenter.json").is_file():
+        model_dir = model_dir / "model"
+    seg, meta = load_segmenter(model_dir)
+    config = config or RunConfig()
+    database = Path(database)
+    work = database.with_name(f".work-{database.stem}")
+    backend = DuckDBBackend(database, memory_limit=config.engine.memory_limit, threads=config.engine.threads)
     try:
-        ing = ingest_transactions(backend, [str(i) for i in inputs], config.input, work=out / ".work")
+        ing = ingest_transactions(backend, [str(i) for i in inputs], config.input, work=work)
         clean_transactions(backend, ing, config.clean)
         fs = build_features(backend, config.features.as_of, present_columns=set(ing.mapping.source))
         labels = seg.predict(fs.frame)
     finally:
         backend.close()
-        shutil.rmtree(out / ".work", ignore_errors=True)
-    names = {int(r["segment"]): r for r in meta.get("segments", [])}
+        shutil.rmtree(work, ignore_errors=True)
+    # names and actions the run saved with the model (profile step), else the ones the algorithm gave itself
+    names = {int(s): str(v) for s, v in meta.get("segment_names", {}).items()}
+    actions = {int(s): str(v) for s, v in meta.get("segment_actions", {}).items()}
+    for r in meta.get("segments", []):
+        names[int(r["segment"])] = str(r.get("name", f"Segment {r['segment']}"))
+        actions[int(r["segment"])] = str(r.get("action", ""))
     frame = fs.frame.copy()
     frame.insert(1, "segment", labels)
-    frame.insert(2, "segment_name", [names.get(int(x), {}).get("name", f"Segment {x}") for x in labels])
-    frame.insert(3, "action", [names.get(int(x), {}).get("action", "") for x in labels])
-    write_frame(frame, out / "segments.csv")
-    write_frame(frame, out / "segments.parquet")
-    return frame
+    frame.insert(2, "segment_name", [names.get(int(x), f"Segment {x}") for x in labels])
+    frame.insert(3, "action", [actions.get(int(x), "") for x in labels])
+    _segmenter_columns(seg, fs.frame, frame)
+    segments = {s: f"Segment {s}" for s in range(int(meta.get("k", 0)))} | names
+    return ScoredCustomers(frame, fs.as_of, dict(sorted(segments.items())))
+
+
+@dataclass
+class ScoredCustomers:
+    """What :func:`score_customers` returns."""
+
+    frame: pd.DataFrame
+    as_of: datetime
+    segments: dict[int, str]

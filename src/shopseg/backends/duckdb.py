@@ -10,12 +10,18 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from shopseg.backends.base import CsvGroup, RawPlan
 from shopseg.errors import BackendError
 
 
 def quote(name: str) -> str:
     """Quote an identifier for SQL."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def sql_str(value: Path | str) -> str:
+    """A value for the inside of a single-quoted SQL string."""
+    return str(value).replace("'", "''")
 
 
 class DuckDBBackend:
@@ -55,7 +61,8 @@ class DuckDBBackend:
 
     def arrow(self, sql: str, params: list[Any] | None = None) -> pa.Table:
         try:
-            table: pa.Table = self.con.execute(sql, params).to_arrow_table()
+            # a relation hands Arrow over without the copy a DB-API result makes (DuckDB warns about that)
+            table: pa.Table = self.con.sql(sql, params=params).to_arrow_table()
         except duckdb.Error as exc:
             raise BackendError(f"DuckDB failed: {exc}\nSQL: {sql[:2000]}") from None
         return table
@@ -67,6 +74,13 @@ class DuckDBBackend:
         except duckdb.Error as exc:
             raise BackendError(f"DuckDB failed: {exc}\nSQL: {sql[:2000]}") from None
         return None if row is None else row[0]
+
+    def rows(self, sql: str, params: list[Any] | None = None) -> list[tuple[Any, ...]]:
+        """Every row of a query as tuples."""
+        try:
+            return [tuple(r) for r in self.con.execute(sql, params).fetchall()]
+        except duckdb.Error as exc:
+            raise BackendError(f"DuckDB failed: {exc}\nSQL: {sql[:2000]}") from None
 
     def register(self, name: str, data: pa.Table | pd.DataFrame) -> None:
         self.con.register(name, data)
@@ -80,8 +94,10 @@ class DuckDBBackend:
             self.con.unregister(view)
 
     def columns(self, table: str) -> list[tuple[str, str]]:
+        """Columns and their types; ``rowid`` is the row identity (DuckDB's pseudo-column, or the column that
+        carries it in a table another engine made), never listed as data."""
         rows = self.con.execute(f"DESCRIBE {quote(table)}").fetchall()
-        return [(str(r[0]), str(r[1])) for r in rows]
+        return [(str(r[0]), str(r[1])) for r in rows if str(r[0]) != "rowid"]
 
     def columns_of(self, sql: str) -> list[str]:
         """The column names a query returns."""
@@ -107,5 +123,80 @@ class DuckDBBackend:
         self.execute(f"COPY ({sql}) TO '{tmp}' (FORMAT csv, HEADER true)")
         tmp.replace(path)
 
+    def load_raw(self, table: str, plan: RawPlan) -> tuple[int, int]:
+        """Read the planned files into ``table`` (Parquet with ``read_parquet``, CSV with ``read_csv`` keeping
+        malformed lines in ``<table>_rejects``, Excel sheets registered from Arrow); returns (rows, rejected)."""
+        parts: list[str] = []
+        reject_sql: list[str] = []
+        if plan.parquet:
+            lst = ", ".join(f"'{sql_str(f)}'" for f in plan.parquet)
+            cols = self.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
+            sel = ", ".join((f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if plan.as_text else quote(c)) for c in cols)
+            parts.append(
+                f"SELECT {sel}, filename AS _source FROM read_parquet([{lst}], union_by_name = true, filename = true)"
+            )
+        if plan.csv:
+            selects = []
+            for i, group in enumerate(plan.csv):
+                select, reject = _read_csv_sql(group, i)
+                selects.append(select)
+                reject_sql.append(reject)
+            parts.append(" UNION ALL BY NAME ".join(f"({s})" for s in selects))
+        for path, data in plan.excel:
+            name = f"__excel_{len(parts)}"
+            self.register(name, data)
+            sel = ", ".join(quote(c) for c in data.column_names)
+            parts.append(f"SELECT {sel}, '{sql_str(path)}' AS _source FROM {quote(name)}")
+        union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
+        self.execute(f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT * FROM ({union})")
+        rej_table = f"{table}_rejects"
+        if reject_sql:
+            self.execute(f"CREATE OR REPLACE TABLE {quote(rej_table)} AS " + " UNION ALL ".join(reject_sql))
+        else:
+            self.execute(
+                f"CREATE OR REPLACE TABLE {quote(rej_table)} (_source VARCHAR, line BIGINT, csv_line VARCHAR, "
+                "error VARCHAR)"
+            )
+        rejected = int(self.scalar(f"SELECT count(*) FROM {quote(rej_table)}"))
+        rows = int(self.scalar(f"SELECT count(*) FROM {quote(table)}"))
+        return rows, rejected
+
+    def publish(self, database: DuckDBBackend) -> None:
+        """Nothing to do: DuckDB is the run's database itself."""
+        if database is not self:
+            raise BackendError("a DuckDB engine publishes into its own database only")
+
     def close(self) -> None:
         self.con.close()
+
+
+def _read_csv_sql(group: CsvGroup, i: int) -> tuple[str, str]:
+    """``read_csv`` of one CSV layout group (file names mapped back to the inputs) and its rejects query."""
+    lst = ", ".join(f"'{sql_str(t)}'" for _, t in group.files)
+    tag = f"{abs(hash(lst)) % 10**9}_{i}"
+    opts = ", ".join(
+        [
+            f"delim = '{sql_str(group.delimiter)}'",
+            f"header = {'true' if group.header else 'false'}",
+            "auto_detect = false",
+            "quote = '\"'",
+            "escape = '\"'",
+            "filename = true",
+            "store_rejects = true",
+            f"rejects_table = '_rej_err_{tag}'",
+            f"rejects_scan = '_rej_scan_{tag}'",
+            "columns = {" + ", ".join(f"'{sql_str(n)}': 'VARCHAR'" for n in group.columns) + "}",
+        ]
+    )
+    case = (
+        "CASE {col} " + " ".join(f"WHEN '{sql_str(t)}' THEN '{sql_str(f)}'" for f, t in group.files) + " ELSE {col} END"
+    )
+    sel = ", ".join(quote(c) for c in group.columns)
+    select = f"SELECT {sel}, {case.format(col='filename')} AS _source FROM read_csv([{lst}], {opts})"
+    reject = (
+        f"SELECT {case.format(col='s.file_path')} AS _source, e.line::BIGINT AS line, "
+        "any_value(e.csv_line) AS csv_line, string_agg(DISTINCT CAST(e.error_type AS VARCHAR), '; ') AS error "
+        f"FROM _rej_err_{tag} e JOIN _rej_scan_{tag} s ON e.scan_id = s.scan_id AND e.file_id = s.file_id "
+        "GROUP BY ALL"
+    )
+    return select, reject

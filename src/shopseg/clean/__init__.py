@@ -13,7 +13,8 @@ from typing import Any
 
 import pandas as pd
 
-from shopseg.backends.duckdb import DuckDBBackend, quote
+from shopseg.backends.base import Backend
+from shopseg.backends.duckdb import quote
 from shopseg.config import CleanConfig
 from shopseg.errors import IntegrityError
 from shopseg.ingest import RAW, TYPED, IngestResult
@@ -104,7 +105,7 @@ class CleanResult:
         }
 
 
-def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanConfig | None = None) -> CleanResult:
+def clean_transactions(backend: Backend, ingest: IngestResult, cfg: CleanConfig | None = None) -> CleanResult:
     """Apply the rules; create ``transactions`` (clean), ``quarantine``, ``reconciliation`` and ``returns``."""
     cfg = cfg or CleanConfig()
     present = set(ingest.mapping.source)
@@ -126,15 +127,16 @@ def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanC
     )
     raw_cols = [c for c, _ in backend.columns(RAW) if c not in ("_row_id", "_source")]
     raw_sel = ", ".join(f"CAST(r.{quote(c)} AS VARCHAR) AS {quote(c)}" for c in raw_cols)
+    raw_nulls = "".join(f"CAST(NULL AS VARCHAR) AS {quote(c)}, " for c in raw_cols)
     backend.execute(
         f"CREATE OR REPLACE VIEW quarantine AS "
-        f"SELECT f._row_id, f._reason AS reason, r._source AS source, {raw_sel}, NULL AS raw_line "
+        f"SELECT f._row_id, f._reason AS reason, r._source AS source, {raw_sel}, CAST(NULL AS VARCHAR) AS raw_line "
         f"FROM {FLAGGED} f JOIN {RAW} r ON r.rowid + 1 = f._row_id WHERE f._reason IS NOT NULL "
-        f"UNION ALL BY NAME "
-        f"SELECT NULL AS _row_id, '{MALFORMED_RULE.code}' AS reason, _source AS source, csv_line AS raw_line "
-        f"FROM {RAW}_rejects"
+        f"UNION ALL "
+        f"SELECT CAST(NULL AS BIGINT) AS _row_id, '{MALFORMED_RULE.code}' AS reason, _source AS source, {raw_nulls}"
+        f"csv_line AS raw_line FROM {RAW}_rejects"
     )
-    counts = dict(backend.con.execute(f"SELECT _reason, count(*) FROM {FLAGGED} GROUP BY _reason").fetchall())
+    counts = dict(backend.rows(f"SELECT _reason, count(*) FROM {FLAGGED} GROUP BY _reason"))
     clean_rows = int(counts.pop(None, 0))
     rows = [(r.code, r.description, int(counts.get(r.code, 0))) for r in rules]
     rows.append((MALFORMED_RULE.code, MALFORMED_RULE.description, ingest.rejected_lines))
@@ -157,23 +159,24 @@ def clean_transactions(backend: DuckDBBackend, ingest: IngestResult, cfg: CleanC
     return CleanResult(total, clean_rows, quarantined, recon, outliers)
 
 
-def _mark_duplicates(backend: DuckDBBackend) -> None:
+def _mark_duplicates(backend: Backend, table: str = FLAGGED, columns: str = CANONICAL) -> None:
     """Quarantine exact copies of an earlier clean line (the first copy stays). Candidate groups are found by
-    hashing the canonical columns; the exact comparison runs on the candidates only."""
+    hashing the canonical columns; the exact comparison runs on the candidates only. ``table``/``columns``
+    default to order lines; events pass theirs."""
     backend.execute(
         "CREATE OR REPLACE TEMP TABLE _dups AS "
-        f"WITH cand AS (SELECT hash({CANONICAL}) AS h FROM {FLAGGED} WHERE _reason IS NULL "
+        f"WITH cand AS (SELECT hash({columns}) AS h FROM {table} WHERE _reason IS NULL "
         "               GROUP BY 1 HAVING count(*) > 1) "
         "SELECT _row_id FROM ("
-        f"  SELECT _row_id, row_number() OVER (PARTITION BY {CANONICAL} ORDER BY _row_id) AS rn FROM {FLAGGED} "
-        f"  WHERE _reason IS NULL AND hash({CANONICAL}) IN (SELECT h FROM cand)"
+        f"  SELECT _row_id, row_number() OVER (PARTITION BY {columns} ORDER BY _row_id) AS rn FROM {table} "
+        f"  WHERE _reason IS NULL AND hash({columns}) IN (SELECT h FROM cand)"
         ") WHERE rn > 1"
     )
-    backend.execute(f"UPDATE {FLAGGED} SET _reason = 'duplicate' WHERE _row_id IN (SELECT _row_id FROM _dups)")
+    backend.execute(f"UPDATE {table} SET _reason = 'duplicate' WHERE _row_id IN (SELECT _row_id FROM _dups)")
     backend.execute("DROP TABLE _dups")
 
 
-def _outliers(backend: DuckDBBackend, cfg: CleanConfig) -> list[str]:
+def _outliers(backend: Backend, cfg: CleanConfig) -> list[str]:
     """Customers whose log spend lies far above the rest (robust: MAD or IQR)."""
     if cfg.outliers == "off":
         return []
@@ -194,10 +197,10 @@ def _outliers(backend: DuckDBBackend, cfg: CleanConfig) -> list[str]:
             f"WITH s AS ({spend}), q AS (SELECT quantile_cont(s, 0.25) AS q1, quantile_cont(s, 0.75) AS q3 FROM s) "
             f"SELECT customer_id FROM s, q WHERE s.s > q.q3 + {t} * (q.q3 - q.q1) ORDER BY customer_id"
         )
-    return [str(r[0]) for r in backend.con.execute(sql).fetchall()]
+    return [str(r[0]) for r in backend.rows(sql)]
 
 
-def _returns(backend: DuckDBBackend) -> None:
+def _returns(backend: Backend) -> None:
     """Cancellation lines matched to the same customer's earlier purchase of the same product."""
     backend.execute(
         f"CREATE OR REPLACE TABLE returns AS "

@@ -12,7 +12,7 @@ from importlib import resources
 
 import pandas as pd
 
-from shopseg.backends.duckdb import DuckDBBackend
+from shopseg.backends.base import Backend
 
 __all__ = ["FEATURES", "Feature", "FeatureSet", "build_features", "default_as_of", "feature_sql"]
 
@@ -83,9 +83,11 @@ class FeatureSet:
     as_of: datetime
     numeric: list[str]
     skipped: dict[str, str]
+    #: the registered features the frame's columns come from (order features by default; events add theirs)
+    catalogue: tuple[Feature, ...] = FEATURES
 
     def registry(self) -> pd.DataFrame:
-        rows = [(f.name, f.description, f.unit) for f in FEATURES if f.name in self.frame.columns]
+        rows = [(f.name, f.description, f.unit) for f in self.catalogue if f.name in self.frame.columns]
         return pd.DataFrame(rows, columns=["feature", "description", "unit"])
 
 
@@ -97,7 +99,7 @@ def feature_sql(as_of: datetime, source: str = "transactions", *, customers: str
     return text.replace("{as_of}", f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'").replace("{customer_filter}", where)
 
 
-def default_as_of(backend: DuckDBBackend, table: str = "transactions") -> datetime:
+def default_as_of(backend: Backend, table: str = "transactions") -> datetime:
     """The day after the last timestamp (midnight), the usual 'snapshot date' of RFM analyses."""
     last = backend.scalar(f"SELECT max(ts) FROM {table}")
     if last is None:
@@ -109,7 +111,7 @@ def default_as_of(backend: DuckDBBackend, table: str = "transactions") -> dateti
 
 
 def build_features(
-    backend: DuckDBBackend,
+    backend: Backend,
     as_of: datetime | None = None,
     *,
     present_columns: set[str] | None = None,
@@ -124,7 +126,9 @@ def build_features(
         if present_columns is not None and not set(f.requires) <= present_columns
     }
     if skipped:
-        sql = f"SELECT * EXCLUDE ({', '.join(skipped)}) FROM ({sql})"
+        # the kept columns listed by name (not SELECT * EXCLUDE): the same SQL on every engine
+        kept = [c for c in backend.columns_of(f"SELECT * FROM ({sql}) LIMIT 0") if c not in skipped]
+        sql = f"SELECT {', '.join(kept)} FROM ({sql})"
     if table:
         backend.execute(f"CREATE OR REPLACE TABLE {table} AS {sql}")
         frame = backend.df(f"SELECT * FROM {table}")

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from shopseg.backends.duckdb import DuckDBBackend, quote
+from shopseg.backends.base import Backend
+from shopseg.backends.duckdb import quote
 from shopseg.config import InputConfig
 from shopseg.ingest.mapping import (
     ColumnMapping,
@@ -67,7 +68,7 @@ class IngestResult:
 
 
 def ingest_transactions(
-    backend: DuckDBBackend,
+    backend: Backend,
     inputs: Sequence[str | Path],
     cfg: InputConfig | None = None,
     *,

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from shopseg.backends.duckdb import DuckDBBackend, quote
+from shopseg.backends.base import Backend
+from shopseg.backends.duckdb import quote
 from shopseg.errors import DataError, SchemaError
 from shopseg.schema import TRANSACTION_COLUMNS, Column, closest, normalize_name
 
@@ -49,6 +50,10 @@ DATE_FORMATS: tuple[str, ...] = (
     "%d %B %Y",
     "%b %d, %Y",
     "%B %d, %Y",
+    # event logs: '2019-10-01 00:00:00 UTC' (REES46), ISO with a Z (JavaScript, GA exports)
+    "%Y-%m-%d %H:%M:%S UTC",
+    "%Y-%m-%dT%H:%M:%SZ",
+    "%Y-%m-%dT%H:%M:%S.%fZ",
 )
 _SAMPLE = 20_000
 #: Tried after the detected format, so that ISO dates in an otherwise day-first/US column still parse.
@@ -69,29 +74,42 @@ class ColumnMapping:
         return canonical in self.source
 
 
-def _flag_help(col: Column) -> str:
-    return f"set it with {col.flag} NAME (or [input.columns] {col.name} = 'NAME' in the config file)"
+def _flag_help(col: Column, section: str = "input") -> str:
+    where = f"[{section}.columns] {col.name} = 'NAME' in the config file"
+    return f"set it with {col.flag} NAME (or {where})" if col.flag else f"set it with {where}"
 
 
-def map_columns(source_columns: list[str], explicit: dict[str, str]) -> ColumnMapping:
-    """Automatic mapping with explicit overrides; raises SchemaError naming what is missing and the fix."""
+def map_columns(
+    source_columns: list[str],
+    explicit: dict[str, str],
+    *,
+    columns: tuple[Column, ...] = TRANSACTION_COLUMNS,
+    required: tuple[str, ...] = ("customer_id", "ts"),
+    section: str = "input",
+) -> ColumnMapping:
+    """Automatic mapping with explicit overrides; raises SchemaError naming what is missing and the fix.
+
+    ``columns`` is the canonical table's column list (order lines by default; events pass
+    :data:`~shopseg.schema.EVENT_COLUMNS`), ``required`` the columns that must be found, and ``section`` the
+    config section named in error messages.
+    """
     mapping: dict[str, str] = {}
     how: dict[str, str] = {}
     for canon, src in explicit.items():
-        col = next(c for c in TRANSACTION_COLUMNS if c.name == canon)
+        col = next(c for c in columns if c.name == canon)
         if src not in source_columns:
             near = closest(src, source_columns)
             hint = f"; did you mean {' or '.join(repr(n) for n in near)}?" if near else ""
             raise SchemaError(
                 f"column '{src}' (given for {canon}) not found{hint} The file has columns: "
-                f"{', '.join(source_columns)}. {_flag_help(col)}"
+                f"{', '.join(source_columns)}. {_flag_help(col, section)}"
             )
         mapping[canon] = src
         how[canon] = "explicit"
     used = set(mapping.values())
     norm = {c: normalize_name(c) for c in source_columns}
     # pass 1: exact synonym matches, in synonym priority order
-    for col in TRANSACTION_COLUMNS:
+    for col in columns:
         if col.name in mapping:
             continue
         for syn in (normalize_name(col.name), *col.synonyms):
@@ -101,7 +119,7 @@ def map_columns(source_columns: list[str], explicit: dict[str, str]) -> ColumnMa
                 used.add(hit)
                 break
     # pass 2: a source name that contains a synonym of 4+ letters ('Price (GBP)', 'Order Date UTC')
-    for col in TRANSACTION_COLUMNS:
+    for col in columns:
         if col.name in mapping:
             continue
         best: tuple[int, str] | None = None
@@ -115,14 +133,20 @@ def map_columns(source_columns: list[str], explicit: dict[str, str]) -> ColumnMa
             mapping[col.name], how[col.name] = best[1], "automatic"
             used.add(best[1])
     result = ColumnMapping(mapping, how)
-    _require(result, source_columns)
+    _require(result, source_columns, columns, required, section)
     return result
 
 
-def _require(m: ColumnMapping, source_columns: list[str]) -> None:
-    for name in ("customer_id", "ts"):
+def _require(
+    m: ColumnMapping,
+    source_columns: list[str],
+    columns: tuple[Column, ...] = TRANSACTION_COLUMNS,
+    required: tuple[str, ...] = ("customer_id", "ts"),
+    section: str = "input",
+) -> None:
+    for name in required:
         if not m.has(name):
-            col = next(c for c in TRANSACTION_COLUMNS if c.name == name)
+            col = next(c for c in columns if c.name == name)
             unused = [c for c in source_columns if c not in m.source.values()]
             near = (
                 closest(name, unused)
@@ -131,9 +155,9 @@ def _require(m: ColumnMapping, source_columns: list[str]) -> None:
             hint = f" Closest candidates: {', '.join(repr(n) for n in near)}." if near else ""
             raise SchemaError(
                 f"required column '{name}' ({col.description}) not found among the columns "
-                f"{', '.join(repr(c) for c in source_columns)}.{hint} {_flag_help(col)}"
+                f"{', '.join(repr(c) for c in source_columns)}.{hint} {_flag_help(col, section)}"
             )
-    if not m.has("unit_price") and not m.has("amount"):
+    if columns is TRANSACTION_COLUMNS and not m.has("unit_price") and not m.has("amount"):
         raise SchemaError(
             "no price column found: need a unit price (--price-col) or a line total (--amount-col) among "
             f"{', '.join(repr(c) for c in source_columns)}"
@@ -143,7 +167,7 @@ def _require(m: ColumnMapping, source_columns: list[str]) -> None:
 # ------------------------------------------------------------------------------------------ headerless files
 
 
-def guess_headerless(backend: DuckDBBackend, table: str, columns: list[str]) -> dict[str, str]:
+def guess_headerless(backend: Backend, table: str, columns: list[str]) -> dict[str, str]:
     """Guess roles of unnamed columns from their values: a date, a customer id, a quantity, an amount."""
     exprs = []
     for c in columns:
@@ -154,9 +178,7 @@ def guess_headerless(backend: DuckDBBackend, table: str, columns: list[str]) -> 
             f"avg(CASE WHEN regexp_full_match(trim({q}), '-?\\d+') THEN 1 ELSE 0 END), "
             f"avg(CASE WHEN regexp_full_match(trim({q}), '-?\\d*\\.\\d+') THEN 1 ELSE 0 END)"
         )
-    row = backend.con.execute(
-        f"SELECT {', '.join(exprs)} FROM (SELECT * FROM {quote(table)} LIMIT {_SAMPLE})"
-    ).fetchall()[0]
+    row = backend.rows(f"SELECT {', '.join(exprs)} FROM (SELECT * FROM {quote(table)} LIMIT {_SAMPLE})")[0]
     assert row is not None
     stats = {c: (row[3 * i] or 0.0, row[3 * i + 1] or 0.0, row[3 * i + 2] or 0.0) for i, c in enumerate(columns)}
     guess: dict[str, str] = {}
@@ -178,7 +200,7 @@ def guess_headerless(backend: DuckDBBackend, table: str, columns: list[str]) -> 
 # ------------------------------------------------------------------------------------------ typing values
 
 
-def detect_date_format(backend: DuckDBBackend, table: str, column: str, sql_type: str) -> str | None:
+def detect_date_format(backend: Backend, table: str, column: str, sql_type: str) -> str | None:
     """The strptime format that parses most values (None when the column is already a timestamp/date)."""
     t = sql_type.upper()
     if t.startswith(("TIMESTAMP", "DATE")):
@@ -189,7 +211,7 @@ def detect_date_format(backend: DuckDBBackend, table: str, column: str, sql_type
         f"SELECT {q} AS v FROM {quote(table)} WHERE {quote(column)} IS NOT NULL "
         f"USING SAMPLE reservoir({_SAMPLE} ROWS) REPEATABLE (7)"
     )
-    row = backend.con.execute(f"SELECT count(v), {counts} FROM ({sample})").fetchall()[0]
+    row = backend.rows(f"SELECT count(v), {counts} FROM ({sample})")[0]
     assert row is not None
     total = int(row[0])
     if total == 0:
@@ -199,7 +221,8 @@ def detect_date_format(backend: DuckDBBackend, table: str, column: str, sql_type
     if best == 0:
         # integers that are epoch seconds / milliseconds
         epoch = backend.scalar(
-            f"SELECT avg(CASE WHEN regexp_full_match(v, '\\d{{10}}(\\d{{3}})?') THEN 1 ELSE 0 END) FROM ({sample})"
+            f"SELECT avg(CASE WHEN regexp_full_match(v, '\\d{{10}}(\\d{{3}}|\\d{{6}})?') THEN 1 ELSE 0 END) "
+            f"FROM ({sample})"
         )
         if epoch and float(epoch) > 0.95:
             return "epoch"
@@ -208,7 +231,7 @@ def detect_date_format(backend: DuckDBBackend, table: str, column: str, sql_type
     if len(tied) > 1:
         # the sample cannot tell (e.g. m/d vs d/m when every day is <= 12): ask the whole column
         full = ", ".join(f"count(try_strptime({q}, '{f}'))" for f in tied)
-        row2 = backend.con.execute(f"SELECT {full} FROM {quote(table)}").fetchall()[0]
+        row2 = backend.rows(f"SELECT {full} FROM {quote(table)}")[0]
         assert row2 is not None
         best_full = max(int(x) for x in row2)
         tied = [f for f, s in zip(tied, row2, strict=True) if int(s) == best_full]
@@ -219,6 +242,8 @@ def ts_expr(column: str, sql_type: str, fmt: str | None) -> str:
     """SQL that turns the source column into a TIMESTAMP (NULL when it does not parse)."""
     q = quote(column)
     t = sql_type.upper()
+    if t.startswith("TIMESTAMP WITH TIME ZONE"):
+        return f"timezone('UTC', {q})"  # the UTC wall time, whatever the session's time zone
     if t.startswith(("TIMESTAMP", "DATE")):
         return f"CAST({q} AS TIMESTAMP)"
     v = f"trim(CAST({q} AS VARCHAR))"
@@ -227,6 +252,7 @@ def ts_expr(column: str, sql_type: str, fmt: str | None) -> str:
         # the session's (the machine's) time zone. Anything but 13 (ms) or up to 11 (s) digits is no date.
         return (
             f"CASE WHEN regexp_full_match({v}, '\\d{{13}}') THEN epoch_ms(CAST({v} AS BIGINT)) "
+            f"WHEN regexp_full_match({v}, '\\d{{16}}') THEN make_timestamp(CAST({v} AS BIGINT)) "
             f"WHEN regexp_full_match({v}, '\\d{{1,11}}') THEN make_timestamp(CAST({v} AS BIGINT) * 1000000) END"
         )
     assert fmt is not None
@@ -240,13 +266,13 @@ def ts_expr(column: str, sql_type: str, fmt: str | None) -> str:
     return f"try_strptime({v}, {fmts})"
 
 
-def detect_decimal_comma(backend: DuckDBBackend, table: str, columns: list[str]) -> bool:
+def detect_decimal_comma(backend: Backend, table: str, columns: list[str]) -> bool:
     """True when numbers are written '1,25' (European exports) rather than '1.25'."""
     if not columns:
         return False
     parts = " + ".join(
         f"(CASE WHEN regexp_full_match(trim(CAST({quote(c)} AS VARCHAR)), '-?\\d+,\\d{{1,3}}') "
-        "AND NOT regexp_full_match(trim(CAST({0} AS VARCHAR)), '-?\\d{{1,3}},\\d{{3}}') THEN 1 ELSE 0 END)".replace(
+        "AND NOT regexp_full_match(trim(CAST({0} AS VARCHAR)), '-?\\d{1,3},\\d{3}') THEN 1 ELSE 0 END)".replace(
             "{0}", quote(c)
         )
         for c in columns
@@ -255,9 +281,7 @@ def detect_decimal_comma(backend: DuckDBBackend, table: str, columns: list[str])
         f"(CASE WHEN regexp_full_match(trim(CAST({quote(c)} AS VARCHAR)), '-?\\d*\\.\\d+') THEN 1 ELSE 0 END)"
         for c in columns
     )
-    row = backend.con.execute(
-        f"SELECT sum({parts}), sum({dots}) FROM (SELECT * FROM {quote(table)} LIMIT {_SAMPLE})"
-    ).fetchall()[0]
+    row = backend.rows(f"SELECT sum({parts}), sum({dots}) FROM (SELECT * FROM {quote(table)} LIMIT {_SAMPLE})")[0]
     assert row is not None
     commas, dot = int(row[0] or 0), int(row[1] or 0)
     return commas > 0 and dot == 0
@@ -322,7 +346,7 @@ def text_expr(column: str) -> str:
     return f"NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '')"
 
 
-def present(backend: DuckDBBackend, table: str, column: str) -> int:
+def present(backend: Backend, table: str, column: str) -> int:
     """How many rows have a non-empty value in ``column``."""
     n = backend.scalar(
         f"SELECT count(*) FROM {quote(table)} WHERE NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '') IS NOT NULL"
@@ -330,7 +354,7 @@ def present(backend: DuckDBBackend, table: str, column: str) -> int:
     return int(n or 0)
 
 
-def check_not_empty(backend: DuckDBBackend, table: str, m: ColumnMapping) -> None:
+def check_not_empty(backend: Backend, table: str, m: ColumnMapping) -> None:
     """Refuse input whose customer id column is empty in every row."""
     src = m.source["customer_id"]
     if present(backend, table, src) == 0:

@@ -1,8 +1,9 @@
 """Readers: find the input files, sniff CSV encoding/delimiter/header, and load everything into one raw table.
 
-CSV is read by DuckDB (all values as text, so nothing is lost to a failed cast; malformed lines are kept in
-a rejects table and quarantined). Text that is not UTF-8 is transcoded once into the run's work folder, as is
-text separated by runs of spaces. Excel is read with python-calamine. Parquet keeps its types.
+Sniffing happens here; the backend's engine reads the files (:class:`~shopseg.backends.base.RawPlan`).
+CSV values are all read as text, so nothing is lost to a failed cast; malformed lines are kept in a rejects
+table and quarantined. Text that is not UTF-8 is transcoded once into the run's work folder, as is text
+separated by runs of spaces. Excel is read with python-calamine. Parquet keeps its types.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from shopseg.backends.duckdb import DuckDBBackend, quote
+from shopseg.backends.base import Backend, CsvGroup, RawPlan
 from shopseg.errors import DataError, InputError
 
 log = logging.getLogger(__name__)
@@ -251,7 +252,7 @@ class RawLoad:
 
 
 def load_raw(
-    backend: DuckDBBackend,
+    backend: Backend,
     files: Sequence[Path],
     table: str,
     *,
@@ -263,13 +264,15 @@ def load_raw(
     sheet: str | None = None,
 ) -> RawLoad:
     """Load every file into ``table`` (+ ``_source``; a row's identity is ``rowid + 1``, in input order);
-    malformed CSV lines go to ``<table>_rejects``."""
+    malformed CSV lines go to ``<table>_rejects``.
+
+    The files are sniffed here (encoding, delimiter, header, layout); the backend reads them
+    (:meth:`~shopseg.backends.base.Backend.load_raw`) with the engine's own readers.
+    """
     kinds = {file_kind(f) for f in files}
-    as_text = kinds != {"parquet"}
-    parts: list[str] = []
+    plan = RawPlan(as_text=kinds != {"parquet"})
     notes: list[str] = []
     file_facts: list[dict[str, Any]] = []
-    reject_sql: list[str] = []
     if names is not None and header is None:
         header = False
     for kind in ("parquet", "csv", "excel"):
@@ -277,40 +280,17 @@ def load_raw(
         if not group:
             continue
         if kind == "parquet":
-            lst = ", ".join(f"'{_sql_str(f)}'" for f in group)
-            cols = backend.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
-            sel = ", ".join((f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if as_text else quote(c)) for c in cols)
-            parts.append(
-                f"SELECT {sel}, filename AS _source FROM read_parquet([{lst}], union_by_name = true, filename = true)"
-            )
+            plan.parquet += group
             file_facts += [{"path": str(f), "format": "parquet"} for f in group]
         elif kind == "csv":
-            sql, facts, rej = _csv_group_sql(backend, group, work, encoding, delimiter, header, names, notes)
-            parts.append(sql)
+            groups, facts = _csv_groups(group, work, encoding, delimiter, header, names, notes)
+            plan.csv += groups
             file_facts += facts
-            reject_sql += rej
         else:
             for f in group:
-                name = f"__excel_{len(parts)}"
-                tbl = read_excel(f, sheet)
-                backend.register(name, tbl)
-                cols = list(tbl.column_names)
-                sel = ", ".join(quote(c) for c in cols)
-                parts.append(f"SELECT {sel}, '{_sql_str(f)}' AS _source FROM {quote(name)}")
+                plan.excel.append((f, read_excel(f, sheet)))
                 file_facts.append({"path": str(f), "format": "excel", "sheet": sheet or "(first)"})
-    union = " UNION ALL BY NAME ".join(f"({p})" for p in parts)
-    backend.execute(f"CREATE OR REPLACE TABLE {quote(table)} AS SELECT * FROM ({union})")
-    rejected = 0
-    rej_table = f"{table}_rejects"
-    if reject_sql:
-        backend.execute(f"CREATE OR REPLACE TABLE {quote(rej_table)} AS " + " UNION ALL ".join(reject_sql))
-        rejected = int(backend.scalar(f"SELECT count(*) FROM {quote(rej_table)}"))
-    else:
-        backend.execute(
-            f"CREATE OR REPLACE TABLE {quote(rej_table)} (_source VARCHAR, line BIGINT, csv_line VARCHAR, "
-            "error VARCHAR)"
-        )
-    rows = int(backend.scalar(f"SELECT count(*) FROM {quote(table)}"))
+    rows, rejected = backend.load_raw(table, plan)
     cols = [c for c, _ in backend.columns(table) if c not in ("_row_id", "_source")]
     if rows == 0 and rejected == 0:
         raise DataError(
@@ -319,12 +299,7 @@ def load_raw(
     return RawLoad(table, cols, rows, rejected, file_facts, notes)
 
 
-def _sql_str(p: Path | str) -> str:
-    return str(p).replace("'", "''")
-
-
-def _csv_group_sql(
-    backend: DuckDBBackend,
+def _csv_groups(
     group: Sequence[Path],
     work: Path,
     encoding: str | None,
@@ -332,8 +307,9 @@ def _csv_group_sql(
     header: bool | None,
     names: list[str] | None,
     notes: list[str],
-) -> tuple[str, list[dict[str, Any]], list[str]]:
-    """One read_csv per set of files that share a header; the sets are unioned by column name."""
+) -> tuple[list[CsvGroup], list[dict[str, Any]]]:
+    """The CSV files sniffed and grouped by layout (files that share a header); the groups are united by
+    column name when loaded."""
     first = sniff_csv(group[0], encoding, delimiter, header)
     use_header = first.header
     if first.encoding not in ("utf-8", "utf-8-sig", "ascii"):
@@ -382,41 +358,14 @@ def _csv_group_sql(
                 "header": use_header,
             }
         )
-    selects: list[str] = []
-    rejects: list[str] = []
-    for i, ((file_delim, layout), pairs) in enumerate(by_layout.items()):
-        delim = "\t" if file_delim == "\\s+" else file_delim  # runs of spaces were transcoded to tabs
-        lst = ", ".join(f"'{_sql_str(t)}'" for _, t in pairs)
-        tag = f"{abs(hash(lst)) % 10**9}_{i}"
-        opts = ", ".join(
-            [
-                f"delim = '{_sql_str(delim)}'",
-                f"header = {'true' if use_header else 'false'}",
-                "auto_detect = false",
-                "quote = '\"'",
-                "escape = '\"'",
-                "filename = true",
-                "store_rejects = true",
-                f"rejects_table = '_rej_err_{tag}'",
-                f"rejects_scan = '_rej_scan_{tag}'",
-                "columns = {" + ", ".join(f"'{_sql_str(n)}': 'VARCHAR'" for n in layout) + "}",
-            ]
-        )
-        case = (
-            "CASE {col} " + " ".join(f"WHEN '{_sql_str(t)}' THEN '{_sql_str(f)}'" for f, t in pairs) + " ELSE {col} END"
-        )
-        sel = ", ".join(quote(c) for c in layout)
-        selects.append(f"SELECT {sel}, {case.format(col='filename')} AS _source FROM read_csv([{lst}], {opts})")
-        rejects.append(
-            f"SELECT {case.format(col='s.file_path')} AS _source, e.line::BIGINT AS line, "
-            "any_value(e.csv_line) AS csv_line, string_agg(DISTINCT CAST(e.error_type AS VARCHAR), '; ') AS error "
-            f"FROM _rej_err_{tag} e JOIN _rej_scan_{tag} s ON e.scan_id = s.scan_id AND e.file_id = s.file_id "
-            "GROUP BY ALL"
-        )
     if len(by_layout) > 1:
         notes.append(f"the CSV files come in {len(by_layout)} column layouts; combined by column name")
-    sql = " UNION ALL BY NAME ".join(f"({s})" for s in selects)
-    return sql, facts, rejects
+    groups = [
+        # runs of spaces were transcoded to tabs
+        CsvGroup("\t" if file_delim == "\\s+" else file_delim, use_header, layout, pairs)
+        for (file_delim, layout), pairs in by_layout.items()
+    ]
+    return groups, facts
 
 
 def read_excel(path: Path, sheet: str | None = None) -> pa.Table:

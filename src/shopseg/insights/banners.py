@@ -400,7 +400,8 @@ def banner_table(
                 h["revenue"].to_numpy(float),
                 h["orders"].to_numpy(float),
             )
-            rows.append(_row(seg, names.get(seg, f"Segment {seg}"), slot, sample, cfg, [seed, seg + 1, i]))  # seg -1 = unassigned (HDBSCAN noise)
+            # seed as a sequence: segment -1 (HDBSCAN's unassigned) must not give a negative seed
+            rows.append(_row(seg, names.get(seg, f"Segment {seg}"), slot, sample, cfg, [seed, seg + 1, i]))
     table = pd.DataFrame(rows, columns=COLUMNS)
     table["featured_products"] = [featured.get(int(x), "") for x in table["segment"]]
     table["best_hours"] = [hours.get(int(x), "") for x in table["segment"]]

@@ -1,0 +1,160 @@
+"""Differential test: the same inputs through DuckDB and through Spark (local mode) must give the same run.
+
+Compared: the reconciliation (rows per cleaning rule, exactly), the quarantined rows (row id and reason), the
+matched returns, and every feature of every customer (integers exactly, other numbers within 1e-9 relative,
+timestamps exactly). Inputs: the bundled real sample (cp1252 CSV, US dates, float ids) and generated shops
+as typed Parquet, as text CSV, as both at once, and the benchmark generator's quirky lines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import spark_support
+from shopseg.backends import DuckDBBackend
+from shopseg.backends.base import Backend
+from shopseg.clean import CleanResult, clean_transactions
+from shopseg.config import CleanConfig, InputConfig
+from shopseg.datasets import generate_lines, generate_shop, sample_path
+from shopseg.features import FeatureSet, build_features
+from shopseg.ingest import IngestResult, ingest_transactions
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+
+#: features that are whole numbers on both engines (compared exactly)
+INTEGER_FEATURES = {"recency_days", "frequency", "tenure_days", "distinct_products", "n_lines", "active_months"}
+
+
+@pytest.fixture(scope="module")
+def spark() -> Any:
+    return spark_support.session()
+
+
+@dataclass
+class Outcome:
+    ingest: IngestResult
+    clean: CleanResult
+    features: FeatureSet
+    quarantine: pd.DataFrame
+    returns: pd.DataFrame
+
+
+def _run(backend: Backend, inputs: list[Path], work: Path, clean: CleanConfig, **cfg: Any) -> Outcome:
+    ing = ingest_transactions(backend, inputs, InputConfig(**cfg), work=work)
+    cl = clean_transactions(backend, ing, clean)
+    fs = build_features(backend, present_columns=set(ing.mapping.source))
+    quarantine = backend.df("SELECT _row_id, reason FROM quarantine WHERE _row_id IS NOT NULL ORDER BY _row_id")
+    returns = backend.df("SELECT _row_id, customer_id, product_id, quantity, matched FROM returns ORDER BY _row_id")
+    return Outcome(ing, cl, fs, quarantine, returns)
+
+
+def both(
+    spark: Any, tmp_path: Path, inputs: list[Path], clean: CleanConfig | None = None, **cfg: Any
+) -> tuple[Outcome, Outcome]:
+    from shopseg.backends.spark import SparkBackend
+
+    clean = clean or CleanConfig()
+    duck = DuckDBBackend(tmp_path / "run.duckdb")
+    sb = SparkBackend(tmp_path / "warehouse", spark=spark)
+    try:
+        d = _run(duck, inputs, tmp_path / "work-duckdb", clean, **cfg)
+        s = _run(sb, inputs, tmp_path / "work-spark", clean, **cfg)
+    finally:
+        duck.close()
+        sb.close()
+    return d, s
+
+
+def assert_same(d: Outcome, s: Outcome) -> None:
+    # ingest: what was read and how it was understood
+    assert (s.ingest.raw_rows, s.ingest.rejected_lines) == (d.ingest.raw_rows, d.ingest.rejected_lines)
+    assert s.ingest.mapping.source == d.ingest.mapping.source
+    assert s.ingest.mapping.date_format == d.ingest.mapping.date_format
+    assert s.ingest.mapping.decimal_comma == d.ingest.mapping.decimal_comma
+    # reconciliation counts, rule by rule
+    assert s.clean.as_dict() == d.clean.as_dict()
+    pd.testing.assert_frame_equal(
+        s.clean.reconciliation[["code", "rows"]], d.clean.reconciliation[["code", "rows"]], check_dtype=False
+    )
+    assert s.clean.outlier_customers == d.clean.outlier_customers
+    # the same rows quarantined for the same reasons, the same returns matched
+    pd.testing.assert_frame_equal(s.quarantine, d.quarantine, check_dtype=False)
+    pd.testing.assert_frame_equal(s.returns, d.returns, check_dtype=False)
+    # every feature of every customer
+    fd = d.features.frame.set_index("customer_id").sort_index()
+    fs = s.features.frame.set_index("customer_id").sort_index()
+    assert list(fs.index) == list(fd.index)
+    assert list(fs.columns) == list(fd.columns)
+    assert s.features.as_of == d.features.as_of
+    assert len(fd) > 0
+    for col in fd.columns:
+        a, b = fs[col], fd[col]
+        if col in INTEGER_FEATURES:
+            assert a.to_numpy(float).tolist() == b.to_numpy(float).tolist(), col
+        elif col in d.features.numeric:
+            x, y = a.to_numpy(float), b.to_numpy(float)
+            assert np.array_equal(np.isnan(x), np.isnan(y)), col
+            np.testing.assert_allclose(x, y, rtol=1e-9, atol=0, err_msg=col)
+        else:
+            assert list(pd.to_datetime(a)) == list(pd.to_datetime(b)), col
+
+
+def _shop_frame(n: int, seed: int) -> pd.DataFrame:
+    return generate_shop(n, seed=seed, quirks=True).transactions
+
+
+def test_bundled_sample(spark: Any, tmp_path: Path) -> None:
+    d, s = both(spark, tmp_path, [sample_path()])
+    assert d.ingest.mapping.date_format == "%m/%d/%Y %H:%M"
+    assert d.clean.as_dict()["by_rule"]["duplicate"] > 0  # the real quirks are exercised
+    assert_same(d, s)
+
+
+def test_generated_shop_as_parquet_with_outliers_removed(spark: Any, tmp_path: Path) -> None:
+    path = tmp_path / "shop.parquet"
+    _shop_frame(300, seed=11).to_parquet(path, index=False)
+    d, s = both(spark, tmp_path, [path], CleanConfig(outliers="remove", outlier_threshold=2.0))
+    assert d.clean.outlier_customers, "the threshold is low enough to remove someone"
+    assert_same(d, s)
+
+
+def test_generated_shop_as_csv_files_and_parquet_together(spark: Any, tmp_path: Path) -> None:
+    """Text CSV (two files, one with a malformed line) beside typed Parquet: everything is read as text."""
+    frame = _shop_frame(250, seed=12)
+    third = len(frame) // 3
+    frame.iloc[:third].to_csv(tmp_path / "a.csv", index=False)
+    text = frame.iloc[third : 2 * third].to_csv(index=False, date_format="%d.%m.%Y %H:%M")
+    lines = text.splitlines()
+    lines.insert(5, "536999,85123A,TOO,MANY,FIELDS,1,2,3,4")
+    (tmp_path / "b.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    frame.iloc[2 * third :].to_parquet(tmp_path / "c.parquet", index=False)
+    d, s = both(spark, tmp_path, [tmp_path / "a.csv", tmp_path / "b.csv", tmp_path / "c.parquet"])
+    assert d.ingest.rejected_lines == 1
+    assert_same(d, s)
+
+
+def test_benchmark_generator_lines(spark: Any, tmp_path: Path) -> None:
+    path = tmp_path / "lines.parquet"
+    pq.write_table(pa.concat_tables(list(generate_lines(20_000, seed=5, chunk_rows=7_000))), path)
+    d, s = both(spark, tmp_path, [path])
+    by_rule = d.clean.as_dict()["by_rule"]
+    assert by_rule["missing_customer"] > 0 and by_rule["cancellation"] > 0 and by_rule["duplicate"] > 0
+    assert_same(d, s)
+
+
+def test_semicolon_csv_with_decimal_commas_and_day_first_dates(spark: Any, tmp_path: Path) -> None:
+    frame = _shop_frame(120, seed=13)
+    text = frame.to_csv(index=False, sep=";", decimal=",", date_format="%d/%m/%Y %H:%M")
+    (tmp_path / "eu.csv").write_text(text, encoding="cp1252", errors="replace")
+    d, s = both(spark, tmp_path, [tmp_path / "eu.csv"])
+    assert d.ingest.mapping.decimal_comma
+    assert d.ingest.mapping.date_format == "%d/%m/%Y %H:%M"
+    assert_same(d, s)
