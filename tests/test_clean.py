@@ -142,6 +142,35 @@ def test_quarantine_keeps_raw_values(planted: Path, ingest_clean: IngestClean, b
     assert gift == "Dotcomgift shop gift voucher £10.00"
 
 
+def test_parquet_files_are_read_in_place_with_row_ids_across_files(
+    tmp_path: Path, ingest_clean: IngestClean, backend: DuckDBBackend
+) -> None:
+    """Parquet-only input is a view over the files (no copy); rows are numbered file by file in input order, so
+    the planted rows keep their ids and the quarantine finds each one's raw values in the right file."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    frame = pd.read_csv(io.StringIO(CSV_TEXT), dtype=str, keep_default_na=False)
+    first, second = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    pq.write_table(pa.Table.from_pandas(frame.iloc[:10], preserve_index=False), first)
+    pq.write_table(pa.Table.from_pandas(frame.iloc[10:], preserve_index=False), second)
+    ingest, result = ingest_clean([first, second])
+    assert (
+        backend.scalar("SELECT table_type FROM information_schema.tables WHERE table_name = 'raw_transactions'")
+        == "VIEW"
+    )
+    assert "rowid" not in [c for c, _ in backend.columns("raw_transactions")]
+    assert ingest.input_rows == len(PLANTED)
+    assert quarantined(backend) == expected_by_reason()
+    assert result.input_rows == result.clean_rows + result.quarantined_rows
+    row = backend.df("SELECT * FROM quarantine WHERE reason = 'bad_number'").iloc[0]  # row 5, first file
+    assert (row["InvoiceNo"], row["Quantity"], str(row["source"]).endswith("a.parquet")) == ("536369", "six", True)
+    bad = backend.df("SELECT * FROM quarantine WHERE reason = 'bad_date'").iloc[0]  # row 21, second file
+    assert (bad["_row_id"], bad["InvoiceDate"], str(bad["source"]).endswith("b.parquet")) == (21, "not a date", True)
+
+
 def test_superstore_order_id_is_not_a_cancellation(
     planted: Path, ingest_clean: IngestClean, backend: DuckDBBackend
 ) -> None:

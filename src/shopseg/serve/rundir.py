@@ -431,14 +431,19 @@ class RunData:
         return self.df("SELECT code, description, rows, share FROM reconciliation")
 
     def quarantine_sample(self, reason: str | None = None, limit: int = 100) -> pd.DataFrame:
-        """The first ``limit`` quarantined rows (optionally of one reason), in input order."""
-        if "quarantine" not in self.tables:
-            return pd.DataFrame()
+        """The first ``limit`` quarantined rows (optionally of one reason), in input order. Read from the run's
+        quarantine.parquet when it is there: the database's ``quarantine`` view joins the raw rows, which for
+        Parquet inputs are read in place and so need the input files where they were at run time."""
         where = "WHERE reason = ?" if reason else ""
         params = [reason] if reason else []
-        return self.df(
-            f"SELECT * FROM quarantine {where} ORDER BY _row_id NULLS LAST LIMIT {int(limit)}", params or None
-        )
+        exported = self.path / "quarantine.parquet"
+        if exported.is_file():
+            src = "read_parquet('" + str(exported).replace("'", "''") + "')"
+        elif "quarantine" in self.tables:
+            src = "quarantine"
+        else:
+            return pd.DataFrame()
+        return self.df(f"SELECT * FROM {src} {where} ORDER BY _row_id NULLS LAST LIMIT {int(limit)}", params or None)
 
     def k_selection(self) -> dict[str, Any]:
         """The k-selection table (k, inertia and the indices) with the chosen k, the knee and the reason."""
