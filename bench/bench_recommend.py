@@ -128,6 +128,10 @@ def protocol(lines: pd.DataFrame, as_of: datetime) -> dict[str, Any]:
         f"blend, rebuy={r}": Blend(rebuy=r, knn=ItemKNN(num_threads=THREADS)) for r in ("always", "often", "never")
     }
     variants["own history, rebuy=often"] = OwnHistory(rebuy="often")
+    # the classic approach and popularity under each policy (the table above uses their default, "often")
+    for r in ("always", "never"):
+        variants[f"segment top by buyers, rebuy={r}"] = SegmentTop(rebuy=r)
+        variants[f"popularity, rebuy={r}"] = Popularity(rebuy=r)
     rows = {}
     for split, (tr, tt) in {
         "month before (choice)": (inner_train, inner_truth),

@@ -19,6 +19,7 @@ from shopseg.insights.banners import (
     banner_table,
     best_hours,
     bootstrap_ratio,
+    break_even_aov,
     break_even_cpc,
     decide,
     external_per_1000,
@@ -271,3 +272,58 @@ def test_run_on_generated_events_orders_and_attributes(tmp_path: Path) -> None:
     assert res.manifest["files"]["banners"] == "banners.csv"
     html = (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
     assert 'id="banners"' in html and 'id="impact"' in html and 'id="attributes"' in html
+
+
+def _coupon_run(backend: DuckDBBackend, *, timed: bool) -> None:
+    """A run of a customer table with coupon activity and no order values: segment 0 (a, b), segment 1 (c)."""
+    backend.create_table(
+        "segments", pd.DataFrame({"customer_id": list("abc"), "segment": [0, 0, 1], "segment_name": ["X", "X", "Y"]})
+    )
+    h = 9 if timed else 0
+    rows = [
+        # customer, ts (2024-03-04 is a Monday), burn_ts, merchant
+        ("a", datetime(2024, 3, 4, h), datetime(2024, 3, 5), "Nile"),
+        ("a", datetime(2024, 3, 11, h), None, "Delta"),
+        ("b", datetime(2024, 3, 5, h), datetime(2024, 3, 6), "Delta"),
+        ("b", datetime(2024, 3, 12, h), datetime(2024, 3, 13), "Delta"),
+        ("c", datetime(2024, 3, 6, h), None, "Nile"),
+    ]
+    backend.create_table("coupons", pd.DataFrame(rows, columns=["customer_id", "ts", "burn_ts", "merchant"]))
+
+
+def test_break_even_aov_by_hand() -> None:
+    # 1,000 impressions sold at CTR 0.46 % x CPC 0.63 = 2.898; promoting earns 1000 x 0.0046 x 0.02 x AOV x 0.3
+    assert break_even_aov(0.0046, 0.02, 0.3, external_per_1000(0.0046, 0.63)) == pytest.approx(0.63 / (0.02 * 0.3))
+    assert break_even_aov(0.01, 0.05, 0.5, 4.0) == pytest.approx(4.0 / (1000 * 0.01 * 0.05 * 0.5))  # a CPM of 4
+    # at the break-even AOV both sides earn the same
+    aov = break_even_aov(0.01, 0.05, 0.5, 4.0)
+    assert internal_per_1000(0.01, 0.05, aov, 0.5) == pytest.approx(4.0)
+
+
+def test_table_without_order_values_uses_config_and_states_it(backend: DuckDBBackend) -> None:
+    """The coupon workbook has no amounts: the table is still made, with the AOV (and what needs it) empty, the
+    external value and the break-even AOV from config, the merchants to feature and the busiest weekdays."""
+    _coupon_run(backend, timed=False)
+    res = banner_table(backend, BannersConfig(bootstrap=50, products=2, hours=2), seed=0)
+    t = res.table.set_index("segment")
+    assert list(t.index) == [0, 1] and t["customers"].tolist() == [2, 1] and (t["slot"] == "main").all()
+    assert t["aov"].isna().all() and t["internal_per_1000"].isna().all() and t["ratio"].isna().all()
+    assert t["external_per_1000"].tolist() == pytest.approx([1000 * 0.0046 * 0.63] * 2)
+    assert t["break_even_aov"].tolist() == pytest.approx([0.63 / (0.02 * 0.3)] * 2)  # 105
+    assert (t["recommendation"] == "no order value").all()
+    assert (t["rates_from"] == "ctr: config, conversion: config, aov: not available").all()
+    assert any("no order values" in n for n in res.notes)
+    # segment 0 burned Delta twice (b) and Nile once (a): Delta first
+    assert t.loc[0, "featured_products"] == "merchants: Delta (2 burned of 3); Nile (1 burned of 1)"
+    assert t.loc[1, "featured_products"] == "merchants: Nile (0 burned of 1)"
+    # dates without a time of day: weekdays (segment 0: Monday 2, Tuesday 2), not a meaningless 00-01h
+    assert t.loc[0, "best_hours"].startswith("Monday (2), Tuesday (2) coupon transactions by weekday")
+    # with an AOV given, the same run gets its advice: 0.02 x 150 x 0.3 = 0.9 per click against 0.63: keep
+    res = banner_table(backend, BannersConfig(bootstrap=0, aov=150.0), seed=0)
+    assert res.table["ratio"].tolist() == pytest.approx([0.02 * 150 * 0.3 / 0.63] * 2)
+    assert (res.table["recommendation"] == "keep internal").all()
+
+
+def test_best_hours_from_timed_coupons(backend: DuckDBBackend) -> None:
+    _coupon_run(backend, timed=True)
+    assert best_hours(backend, 1) == {0: "09-10h (4 coupon transactions)", 1: "09-10h (1 coupon transactions)"}

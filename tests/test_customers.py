@@ -260,9 +260,26 @@ def test_run_on_the_lookalike_workbook(lookalike_run: Path) -> None:
     assert 'id="attributes"' in html and "Composition of the segments" in html and "<i>Attributes:</i>" in html
     model = json.loads((lookalike_run / "model" / "segmenter.json").read_text(encoding="utf-8"))
     assert "gender~1" in model["preprocessing"]["features"]
-    # no order values: banners and impact are skipped and say why
-    assert not (lookalike_run / "banners.csv").exists()
-    assert any("banner table skipped" in n for n in m["notes"])
+    # no order values: the banner table is made from config rates with the AOV left empty (and says so); the
+    # impact scenarios, which need order values, are skipped and say why
+    b = pd.read_csv(lookalike_run / "banners.csv")
+    assert len(b) == m["segmentation"]["k"] and b["customers"].sum() == 150
+    assert b["aov"].isna().all() and (b["recommendation"] == "no order value").all()
+    assert b["break_even_aov"].tolist() == pytest.approx([0.63 / (0.02 * 0.3)] * len(b))
+    assert b["featured_products"].str.startswith("merchants: ").all()
+    assert any("no order values in this run" in n for n in m["notes"])
+    assert any("impact scenarios skipped" in n for n in m["notes"])
+    # shop insights from the coupon transactions, reconciled with the clean rows
+    ins = json.loads((lookalike_run / "insights.json").read_text(encoding="utf-8"))
+    assert ins["source"] == "coupons" and m["files"]["insights"] == "insights.json"
+    funnel = {r["stage"]: (r["customers"], r["transactions"]) for r in ins["coupon_funnel"]}
+    assert funnel["customers in the table"] == (150, 825)
+    assert funnel["burned a coupon"][1] == int(seg["coupon_burned"].sum())
+    assert funnel["took a coupon"][0] == int((seg["coupon_transactions"] > 0).sum())
+    assert sum(r["transactions"] for r in ins["coupon_weekdays"]) == 825
+    genders = [r for r in ins["attribute_activity"] if r["attribute"] == "gender"]
+    assert {r["value"]: r["customers"] for r in genders} == seg["gender"].value_counts().to_dict()
+    assert 'id="insights"' in html and "Coupons: customers" in html and 'id="banners"' in html
 
 
 @pytest.mark.slow
@@ -382,6 +399,19 @@ def test_run_on_the_real_coupon_workbook(shared_data: Path, tmp_path: Path) -> N
     assert int(seg["coupon_burned"].sum()) == 2516 and int(seg["coupon_subscribed"].sum()) == 2484
     assert (seg["coupon_burned"] + seg["coupon_subscribed"] == seg["coupon_transactions"]).all()
     assert len(res.profiles) >= 2
+    # issue 3's "Done when": insights and a banner table too, counts reconciled
+    ins = json.loads((tmp_path / "out" / "insights.json").read_text(encoding="utf-8"))
+    funnel = {r["stage"]: (r["customers"], r["transactions"]) for r in ins["coupon_funnel"]}
+    assert funnel["customers in the table"] == (1000, 5000) and funnel["burned a coupon"][1] == 2516
+    assert funnel["took a coupon"][0] == int((seg["coupon_transactions"] > 0).sum())
+    assert sum(r["transactions"] for r in ins["coupon_months"]) == 5000
+    genders = {r["value"]: r["coupon_transactions"] for r in ins["attribute_activity"] if r["attribute"] == "gender"}
+    assert sum(genders.values()) == 5000
+    assert genders == seg.groupby("gender")["coupon_transactions"].sum().astype(int).to_dict()
+    b = pd.read_csv(tmp_path / "out" / "banners.csv")
+    assert len(b) == len(res.profiles) and b["customers"].sum() == 1000
+    assert (b["recommendation"] == "no order value").all() and b["break_even_aov"].notna().all()
+    assert b["best_hours"].str.contains("by weekday").all()  # the workbook's dates have no time of day
 
 
 def test_workbook_with_the_transactions_sheet_first_is_still_a_customer_source(tmp_path: Path) -> None:

@@ -146,6 +146,17 @@ def test_orders_events_and_customers_together(tmp_path: Path) -> None:
     assert f["buyers_after_cutoff"] == after["customer_id"].nunique() > 0
     assert f["bought_segment_product"] == hits
     assert f["share"] == pytest.approx(hits / after["customer_id"].nunique())
+    # a banner table per segment and generated slot, covering every segmented customer once per slot
+    b = pd.read_csv(tmp_path / "run" / "banners.csv")
+    assert len(b) == len(result.profiles) * b["slot"].nunique() and b["slot"].nunique() >= 2
+    assert set(b.groupby("slot")["customers"].sum()) == {len(seg)}
+    # activity per customer attribute: each attribute's values add up to the run's customers and purchases
+    ins = json.loads((tmp_path / "run" / "insights.json").read_text())
+    act = pd.DataFrame(ins["attribute_activity"])
+    n_purchases = next(r["events"] for r in ins["funnel"] if r["stage"] == "purchase")
+    gender = act[act["attribute"] == "gender"]
+    assert gender["customers"].sum() == len(pd.read_parquet(files.customers))
+    assert gender["purchases"].sum() == n_purchases and gender["buyers"].sum() == tx["customer_id"].nunique()
 
 
 @pytest.mark.slow
@@ -161,6 +172,9 @@ def test_rees46_sample_end_to_end(shared_data: Path, tmp_path: Path) -> None:
     assert [r["events"] for r in insights["funnel"]] == [
         int(np.sum(raw["event_type"] == t)) for t in ("view", "cart", "purchase")
     ]
+    b = pd.read_csv(tmp_path / "run" / "banners.csv")  # no banner events: one configured slot, every customer
+    assert len(b) == len(result.profiles) and b["customers"].sum() == 4504 and (b["slot"] == "main").all()
+    assert b["rates_from"].str.startswith("ctr: config, conversion: config").all()
 
 
 def test_run_without_any_input_names_the_flags(capsys: pytest.CaptureFixture[str]) -> None:

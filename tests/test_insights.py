@@ -146,3 +146,169 @@ def test_shop_insights_needs_an_output_folder_for_files() -> None:
 
     with pytest.raises(InputError, match="--out"):
         shop_insights([EVENTS / "rees46_layout.csv"])
+
+
+# ------------------------------------------------------------------------------------------ coupon activity
+
+
+def _coupon_shop(backend: DuckDBBackend, *, timed: bool) -> None:
+    """Three customers of a customer table (a Cairo/Female, b Cairo/Male, c Giza/Male; d Giza without any coupon)
+    and five coupon transactions: a takes 2 (one burned 10 days later), b takes 2 (both burned, 2 and 4 days
+    later), c takes 1 (subscribed). 2024-03-04 is a Monday."""
+    backend.create_table(
+        "customers",
+        pd.DataFrame(
+            {
+                "customer_id": list("abcd"),
+                "city": ["Cairo", "Cairo", "Giza", "Giza"],
+                "gender": ["Female", "Male", "Male", "Male"],
+            }
+        ),
+    )
+    backend.execute("CREATE TABLE customers_flagged AS SELECT *, NULL AS _reason FROM customers")
+    h = 14 if timed else 0
+    rows = [
+        # customer, id, ts, status, burn_ts, merchant
+        ("a", "1", datetime(2024, 3, 4, h), "burned", datetime(2024, 3, 14), "Nile Foods"),  # Monday, March
+        ("a", "2", datetime(2024, 4, 2, h), "subscribed", None, "Nile Foods"),  # Tuesday, April
+        ("b", "3", datetime(2024, 3, 5, h), "burned", datetime(2024, 3, 7), "Delta"),  # Tuesday, March
+        ("b", "4", datetime(2024, 4, 8, h), "Burned", datetime(2024, 4, 12), "Nile Foods"),  # Monday, April
+        ("c", "5", datetime(2024, 4, 10, h), "subscribed", None, "Delta"),  # Wednesday, April
+    ]
+    backend.create_table(
+        "coupons",
+        pd.DataFrame(rows, columns=["customer_id", "event_id", "ts", "status", "burn_ts", "merchant"]),
+    )
+
+
+def test_coupon_insights_by_hand(backend: DuckDBBackend) -> None:
+    _coupon_shop(backend, timed=False)
+    ins = compute_insights(backend, holdout_days=10)
+    assert ins.source == "coupons" and ins.as_of == datetime(2024, 4, 11)
+    assert ins.funnel is None and ins.rec_followup is None
+    f = ins.coupon_funnel
+    assert f is not None
+    assert f["stage"].tolist() == ["customers in the table", "took a coupon", "burned a coupon"]
+    assert f["customers"].tolist() == [4, 3, 2] and f["transactions"].tolist() == [5, 5, 3]
+    assert f["customer_rate"].tolist()[1:] == pytest.approx([3 / 4, 2 / 3])
+    assert f["transaction_rate"].iloc[2] == pytest.approx(3 / 5)  # the burn rate ('Burned' counts: any case)
+    assert ins.coupon_hours is None and any("without a time of day" in n for n in ins.notes)
+    assert any("median 4 days" in n for n in ins.notes)  # 10, 2, 4 days to burn
+    d = ins.coupon_weekdays
+    assert d is not None and len(d) == 7
+    assert d.set_index("day")["transactions"].to_dict() == {
+        "Monday": 2,
+        "Tuesday": 2,
+        "Wednesday": 1,
+        "Thursday": 0,
+        "Friday": 0,
+        "Saturday": 0,
+        "Sunday": 0,
+    }
+    assert d.set_index("day").loc["Monday", "burned"] == 2
+    # burns by the burn date's weekday: 2024-03-14 Thursday, 2024-03-07 Thursday, 2024-04-12 Friday
+    assert d.set_index("day")["burns_on_day"].to_dict()["Thursday"] == 2
+    assert d["burns_on_day"].sum() == 3
+    m = ins.coupon_months
+    assert m is not None
+    assert m[["month", "transactions", "burned", "customers", "first_time"]].values.tolist() == [
+        ["2024-03", 2, 2, 2, 2],
+        ["2024-04", 3, 1, 3, 1],
+    ]
+    top = ins.coupon_top
+    assert top is not None
+    assert top[["value", "transactions", "burned", "customers"]].values.tolist() == [
+        ["Nile Foods", 3, 2, 2],
+        ["Delta", 2, 1, 2],
+    ]
+    u = ins.coupon_customers
+    assert u is not None
+    # all data: c took one coupon, a and b two; last 10 days (from 04-01) to 2024-04-11: c new (first 04-10),
+    # a (04-02) and b (04-08) returning: they took one in March
+    assert u[["period", "kind", "customers", "transactions"]].values.tolist() == [
+        ["all data", "one coupon transaction", 1, 1],
+        ["all data", "returning (2+ coupon transactions)", 2, 4],
+        ["last 10 days to 2024-04-11", "new (first coupon in the window)", 1, 1],
+        ["last 10 days to 2024-04-11", "returning (took one before)", 2, 2],
+    ]
+    a = ins.attribute_activity
+    assert a is not None
+    got = {
+        (r.attribute, r.value): (r.customers, r.coupon_users, r.coupon_transactions, r.coupons_burned)
+        for r in a.itertuples()
+    }
+    assert got == {
+        ("city", "Cairo"): (2, 2, 4, 3),
+        ("city", "Giza"): (2, 1, 1, 0),
+        ("gender", "Male"): (3, 2, 3, 2),
+        ("gender", "Female"): (1, 1, 2, 1),
+    }
+    assert a.set_index("value").loc["Cairo", "burn_rate"] == pytest.approx(0.75)
+
+
+def test_coupon_hours_only_when_times_have_a_time_of_day(backend: DuckDBBackend) -> None:
+    _coupon_shop(backend, timed=True)
+    ins = compute_insights(backend, as_of=datetime(2024, 5, 1), burned_values=["burned"])
+    assert ins.coupon_hours is not None
+    assert ins.coupon_hours.set_index("hour")["transactions"].to_dict()[14] == 5
+    assert ins.coupon_hours["transactions"].sum() == 5
+    f = ins.coupon_funnel
+    assert f is not None and f["transactions"].tolist() == [5, 5, 3]
+    # an as-of date before some transactions leaves them out
+    early = compute_insights(backend, as_of=datetime(2024, 4, 1))
+    assert early.coupon_funnel is not None and early.coupon_funnel["transactions"].tolist() == [2, 2, 2]
+
+
+def test_coupon_insights_match_the_lookalike_workbook_rows(backend: DuckDBBackend, tmp_path: Path) -> None:
+    """The committed coupon look-alike, ingested and cleaned: every coupon figure equals a count of the
+    generator's own rows (its quirk rows, quarantined, are left out)."""
+    import importlib.util
+
+    from shopseg.clean.customers import clean_customers
+    from shopseg.ingest.customers import ingest_customers
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("lookalike", root / "scripts" / "make_coupon_lookalike.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    sheets, truth = gen.build()
+    ing = ingest_customers(backend, [root / "tests" / "data" / "coupons_lookalike.xlsx"], work=tmp_path / "w")
+    clean_customers(backend, ing)
+    ins = compute_insights(backend)
+    header, *rows = sheets["transactions"]
+    tx = pd.DataFrame(rows, columns=header)
+    tx = tx[tx["customer_id"].isin(list(truth))]
+    tx = tx[tx["transaction_status"].isin(["burned", "subscribed"])]
+    tx = tx[pd.to_datetime(tx["transaction_date"], errors="coerce").notna()].drop_duplicates("transaction_id")
+    assert len(tx) == 825  # the run's clean coupon rows (test_customers)
+    burned = tx[tx["transaction_status"] == "burned"]
+    f = ins.coupon_funnel
+    assert f is not None
+    assert f["customers"].tolist() == [150, tx["customer_id"].nunique(), burned["customer_id"].nunique()]
+    assert f["transactions"].tolist() == [825, 825, len(burned)]
+    days = pd.to_datetime(tx["transaction_date"]).dt.day_of_week + 1
+    assert ins.coupon_weekdays is not None
+    assert ins.coupon_weekdays["transactions"].tolist() == [int((days == d).sum()) for d in range(1, 8)]
+    assert ins.coupon_months is not None and ins.coupon_months["transactions"].sum() == 825
+    merchants = dict(zip(*zip(*sheets["merchants"][1:], strict=True), strict=True))
+    branch_merchant = {b: merchants[m] for b, m in sheets["branches"][1:]}
+    by_merchant = tx["branch_id"].map(branch_merchant).value_counts()
+    assert ins.coupon_top is not None
+    top = ins.coupon_top[ins.coupon_top["dimension"] == "merchant"].set_index("value")["transactions"]
+    assert top.to_dict() == by_merchant.to_dict()
+    a = ins.attribute_activity
+    assert a is not None
+    for attr in ("gender", "city"):  # every customer and coupon falls under one value of each attribute
+        part = a[a["attribute"] == attr]
+        assert part["customers"].sum() == 150 and part["coupon_transactions"].sum() == 825
+
+
+def test_insights_cli_on_a_coupon_workbook(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    book = Path(__file__).parent / "data" / "coupons_lookalike.xlsx"
+    assert main(["insights", str(book), "--out", str(tmp_path / "ins")]) == 0
+    text = capsys.readouterr().out
+    assert "coupon funnel" in text and "attribute activity" in text
+    data = load_insights(tmp_path / "ins")
+    assert data["source"] == "coupons"
+    assert data["coupon_funnel"][0]["transactions"] == 825  # the clean coupon rows

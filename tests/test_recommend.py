@@ -375,3 +375,56 @@ def test_lists_for_every_customer_equal_the_model(backend: DuckDBBackend) -> Non
         assert mine == {c: v for c, v in want.items() if v}, method
         if method == "popularity":
             assert set(mine["heavy"]) == {"p28", "p29"}  # the only products it never bought
+
+
+def test_segment_banner_products_by_hand_without_filtered_products(backend: DuckDBBackend) -> None:
+    """Per segment, the top products by buyers and by lift, ranked again once the business filters removed
+    a product; stored as ``segment_products`` (both rankings, with the segment's name)."""
+    from shopseg.config import RecommendConfig
+    from shopseg.recommend import run_recommendations
+    from shopseg.recommend.sql import build_interactions
+
+    bought = {"c0": ["p1", "p2", "p3"], "c1": ["p1", "p2"], "c2": ["p1"], "d0": ["p2", "p4"], "d1": ["p4"]}
+    f = lines([(c, f"{c}-{p}", p, 1) for c, ps in bought.items() for p in ps])
+    f["product_name"] = f["product_id"].str.upper()
+    f["unit_price"] = 1.0
+    backend.create_table("transactions", f)
+    seg = pd.DataFrame({"customer_id": list(bought), "segment": [0, 0, 0, 1, 1]})
+    seg["segment_name"] = np.where(seg["segment"] == 0, "Loyal", "New")
+    backend.create_table("segments", seg)
+    as_of = D0 + timedelta(days=10)
+    build_interactions(backend, as_of)
+    rc = RecommendConfig(method="popularity", exclude_products=["p1"], n=2, segment_top_n=5)
+    out = run_recommendations(backend, rc=rc, as_of=as_of, seed=0, threads=1)
+    assert "p1" not in set(backend.df("SELECT product_id FROM recommendations")["product_id"])
+    got = backend.df("SELECT * FROM segment_products ORDER BY segment, rank_by, rank")
+    assert list(got.columns) == [
+        "segment",
+        "segment_name",
+        "rank_by",
+        "rank",
+        "product_id",
+        "product_name",
+        "buyers",
+        "buyer_share",
+        "lift",
+    ]
+    rows = [(r.segment, r.segment_name, r.rank_by, r.rank, r.product_id, r.buyers) for r in got.itertuples()]
+    # segment 0 (3 customers): p1 (3 buyers, filtered out), p2 (2), p3 (1); segment 1: p4 (2), p2 (1).
+    # lift = segment share / everyone's (5 customers): p2 (2/3)/(3/5) = 1.11, p3 (1/3)/(1/5) = 1.67,
+    # p4 (2/2)/(2/5) = 2.5, p2 in segment 1 (1/2)/(3/5) = 0.83
+    assert rows == [
+        (0, "Loyal", "buyers", 1, "p2", 2),
+        (0, "Loyal", "buyers", 2, "p3", 1),
+        (0, "Loyal", "lift", 1, "p3", 1),
+        (0, "Loyal", "lift", 2, "p2", 2),
+        (1, "New", "buyers", 1, "p4", 2),
+        (1, "New", "buyers", 2, "p2", 1),
+        (1, "New", "lift", 1, "p4", 2),
+        (1, "New", "lift", 2, "p2", 1),
+    ]
+    assert got["lift"].round(2).tolist() == [1.11, 1.67, 1.67, 1.11, 2.5, 0.83, 2.5, 0.83]
+    assert got["product_name"].tolist() == got["product_id"].str.upper().tolist()
+    assert out.segment_products is not None and out.segment_products["product_id"].tolist() == ["p2", "p3", "p4", "p2"]
+    lift = backend.df("SELECT segment, rank, product_id FROM segment_products_by_lift ORDER BY segment, rank")
+    assert lift.values.tolist() == [[0, 1, "p3"], [0, 2, "p2"], [1, 1, "p4"], [1, 2, "p2"]]

@@ -89,8 +89,23 @@ def test_similar_items_bundles_and_report(run_dir: tuple[Path, str]) -> None:
     assert {"product_a", "product_b", "orders", "support", "confidence_a_b", "confidence_b_a", "lift"} <= set(bundles)
     assert (bundles["product_a"] < bundles["product_b"]).all() and (bundles["orders"] >= 10).all()
     assert bundles["lift"].is_monotonic_decreasing
+    # the per-segment banner products: both rankings for every segment, named as in the CRM file
+    banners = pd.read_parquet(out / "segment_products.parquet")
+    crm = pd.read_parquet(out / "segments.parquet")
+    names = dict(zip(crm["segment"], crm["segment_name"], strict=False))
+    assert set(banners["segment"]) == set(crm["segment"]) and set(banners["rank_by"]) == {"buyers", "lift"}
+    assert (banners["segment_name"] == banners["segment"].map(names)).all()
+    assert banners.groupby(["segment", "rank_by"])["rank"].apply(lambda r: list(r) == list(range(1, len(r) + 1))).all()
     html = (out / "report.html").read_text(encoding="utf-8")
-    for text in ("All items:", "New items:", "per-segment metrics", "Top products per segment", "Bundles", "ndcg@10"):
+    for text in (
+        "All items:",
+        "New items:",
+        "per-segment metrics",
+        "Top products per segment",
+        "Top products per segment by lift",
+        "Bundles",
+        "ndcg@10",
+    ):
         assert text in html, text
 
 
@@ -107,6 +122,11 @@ def test_cli_summary_and_evaluate_command(run_dir: tuple[Path, str], capsys: pyt
     m = json.loads((out / "manifest.json").read_text())
     knn = next(r for r in m["recommendation_evaluation"]["tables"]["all"] if r["method"] == "item_knn")
     assert f"{knn['recall@10']:.4f}" in again and "segment_top" not in again
+    # the tables show the k of the selecting metric
+    assert main(["evaluate", str(out), "--methods", "popularity", "--metric", "recall@20"]) == 0
+    at20 = capsys.readouterr().out
+    pop = next(r for r in m["recommendation_evaluation"]["tables"]["all"] if r["method"] == "popularity")
+    assert "(top-20)" in at20 and f"{pop['recall@20']:.4f}" in at20
     assert main(["evaluate", str(out), "--holdout-days", "10"]) == 2
     assert "held out 30 days" in capsys.readouterr().err
 

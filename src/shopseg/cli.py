@@ -78,8 +78,11 @@ def _progress() -> tuple[Progress, Any]:
     return prog, update
 
 
-def _print_recommendations(info: dict[str, Any], k: int = 10) -> None:
-    """One table per evaluation mode (every recommender on the same split) and the method behind the lists."""
+def _print_recommendations(info: dict[str, Any], k: int | None = None) -> None:
+    """One table per evaluation mode (every recommender on the same split) and the method behind the lists;
+    the metrics at the k of the selecting metric (10 for the default ndcg@10)."""
+    if k is None:
+        k = int(str(info.get("metric") or "ndcg@10").partition("@")[2] or 10)
     titles = {"all": "all items", "new": "new items (bought products excluded)"}
     metrics = ("precision", "recall", "ndcg", "map", "hit_rate", "coverage", "novelty")
     for mode, rows in (info.get("tables") or {}).items():
@@ -87,7 +90,8 @@ def _print_recommendations(info: dict[str, Any], k: int = 10) -> None:
             continue
         users = (info.get("users") or {}).get(mode, 0)
         e = Table(title=f"Recommendations, {titles.get(mode, mode)}: {users:,} customers on the hold-out (top-{k})")
-        e.add_column("method")
+        # method names are never cut (segment_top and segment_lift would both read "segment…")
+        e.add_column("method", no_wrap=True, min_width=max(len(str(r["method"])) for r in rows))
         for metric in metrics:
             e.add_column(metric.replace("_", " "))
         best = max(rows, key=lambda r: r.get(info.get("metric", f"ndcg@{k}"), 0) or 0)["method"]
@@ -129,7 +133,8 @@ def _run(
         ("median sessions", "median_sessions", "{:.0f}"),
         ("median purchases", "median_purchase_count", "{:.0f}"),
     ]
-    shown = [c for c in cols if c[1] in result.profiles.columns]
+    # a column without any value (revenue share of a coupon-workbook run: no amounts) is left out, not "nan%"
+    shown = [c for c in cols if c[1] in result.profiles.columns and result.profiles[c[1]].notna().any()]
     if "median_frequency" in result.profiles.columns:
         shown = [c for c in shown if c[1] != "median_purchase_count"]
     for col in ("segment", "name", "customers", *(c[0] for c in shown)):
@@ -553,7 +558,8 @@ def export_cmd(
 @app.command("insights")
 def insights_cmd(
     inputs: Annotated[
-        list[str], typer.Argument(help="A finished run folder, or event / order files (folders, globs).")
+        list[str],
+        typer.Argument(help="A finished run folder, or event / order files or a customer table (folders, globs)."),
     ],
     out: Annotated[
         Path | None,
@@ -565,7 +571,7 @@ def insights_cmd(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file.")] = None,
     top: Annotated[int, typer.Option("--top", help="Rows shown per top list.")] = 5,
 ) -> None:
-    """Shop insights: funnel, devices, peak hours, weekdays, top categories/brands, new vs returning buyers."""
+    """Shop insights: funnel, devices, peak hours, weekdays, top categories/brands, new vs returning buyers, coupons."""
     from shopseg.config import load_config
     from shopseg.insights import shop_insights
 
@@ -619,24 +625,34 @@ def banners_cmd(
         float | None,
         typer.Option("--cpm", help="Price per 1,000 impressions (replaces CTR x CPC).", show_default=False),
     ] = None,
+    aov: Annotated[
+        float | None,
+        typer.Option("--aov", help="Average order value (when the run has no order values).", show_default=False),
+    ] = None,
     write: Annotated[bool, typer.Option("--write/--no-write", help="Rewrite RUN_DIR/banners.csv.")] = True,
 ) -> None:
-    """Banner strategy per segment and slot: internal promotion vs selling the slot, with break-even CPC."""
+    """Banner strategy per segment and slot: internal promotion vs selling the slot, with break-even CPC and AOV."""
     from shopseg.insights.banners import banners_for_run
 
-    cfg = _run_settings(config, {"banners.margin": margin, "banners.cpc": cpc, "banners.cpm": cpm})
+    cfg = _run_settings(config, {"banners.margin": margin, "banners.cpc": cpc, "banners.cpm": cpm, "banners.aov": aov})
     res = banners_for_run(run_dir, cfg.banners if cfg is not None else None, write=write)
     t = Table(title="Banner slots: value per 1,000 impressions")
-    for col in ("segment", "slot", "internal", "external", "ratio (interval)", "break-even CPC", "advice"):
+    cols = ("segment", "slot", "internal", "external", "ratio (interval)", "break-even CPC", "break-even AOV", "advice")
+    for col in cols:
         t.add_column(col)
+
+    def num(v: float, fmt: str = "{:,.2f}") -> str:
+        return fmt.format(v) if v == v else "-"  # NaN: no order value
+
     for r in res.table.itertuples():
         t.add_row(
             f"{r.segment} {r.segment_name}",
             str(r.slot),
-            f"{r.internal_per_1000:,.2f}",
-            f"{r.external_per_1000:,.2f}",
-            f"{r.ratio:.2f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})",
-            f"{r.break_even_cpc:,.2f}",
+            num(r.internal_per_1000),
+            num(r.external_per_1000),
+            f"{r.ratio:.2f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})" if r.ratio == r.ratio else "-",
+            num(r.break_even_cpc),
+            num(r.break_even_aov),
             str(r.recommendation),
         )
     out_console.print(t)

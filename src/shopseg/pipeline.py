@@ -11,6 +11,7 @@ import platform
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import metadata
@@ -26,7 +27,7 @@ from shopseg.backends.duckdb import DuckDBBackend
 from shopseg.clean import CleanResult, clean_transactions
 from shopseg.clean.events import clean_events, combine_quarantine, purchases_as_transactions
 from shopseg.config import RunConfig
-from shopseg.errors import BackendError, ConfigError, DataError, InputError, ShopsegError
+from shopseg.errors import ConfigError, DataError, InputError, ShopsegError
 from shopseg.export import sha256, write_json, write_run_files
 from shopseg.features import FeatureSet, build_features
 from shopseg.features.customers import CustomerRun
@@ -80,6 +81,9 @@ class RunState:
     impact: pd.DataFrame | None = None
     # the engine that reads, cleans and computes the order features ([engine] name); None = the run's database
     engine: Backend | None = None
+    step_names: tuple[str, ...] = ()
+    # work started early on a second connection and collected by the step that needs it (name → future)
+    pending: dict[str, Future[None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -104,13 +108,8 @@ def _ingest(s: RunState) -> None:
     if s.order_inputs:
         s.ingest = ingest_transactions(_sql(s), s.order_inputs, s.config.input, work=s.out / ".work")
         s.notes += s.ingest.notes
-    if s.event_inputs and _sql(s) is not s.backend:
-        raise BackendError(
-            f"event logs are read by the DuckDB engine only so far, not by '{s.config.engine.name}': run with "
-            "--engine duckdb, or give this engine order lines only"
-        )
     if s.event_inputs:
-        s.events_ingest = ingest_events(s.backend, s.event_inputs, s.config.events, work=s.out / ".work")
+        s.events_ingest = ingest_events(_sql(s), s.event_inputs, s.config.events, work=s.out / ".work")
         s.notes += s.events_ingest.notes
 
 
@@ -120,7 +119,7 @@ def _clean(s: RunState) -> None:
         _check_left(s, s.clean, "rows")
     if s.events_ingest is not None:
         before = len(s.events_ingest.notes)
-        s.events_clean = clean_events(s.backend, s.events_ingest, s.config.events)
+        s.events_clean = clean_events(_sql(s), s.events_ingest, s.config.events)
         s.notes += s.events_ingest.notes[before:]
         _check_left(s, s.events_clean, "events")
     combine_quarantine(_sql(s), orders=s.ingest is not None, events=s.events_ingest is not None)
@@ -151,6 +150,36 @@ def _features(s: RunState) -> None:
     _sql(s).publish(s.backend)
     for name, why in s.features.skipped.items():
         s.notes.append(f"feature {name} skipped: {why}")
+    _start_interactions(s)
+
+
+def _start_interactions(s: RunState) -> None:
+    """Start building the recommend step's ``interactions_all`` (SQL only, on a second connection) while the
+    segment, profile and explain steps run, which are mostly Python on one core: the two overlap on a
+    multi-core machine. The recommend step waits for it (:func:`_interactions`); the result is the same table
+    as when it is built there."""
+    if "recommend" not in s.step_names or s.ingest is None or not s.ingest.has_products:
+        return
+    assert s.features is not None
+    rc = s.config.recommend
+    from shopseg.recommend.runner import prepare_interactions
+
+    cur = s.backend.cursor()
+
+    def build() -> None:
+        try:
+            prepare_interactions(
+                cur,
+                as_of=s.features.as_of if s.features is not None else datetime.min,
+                holdout_days=rc.holdout_days if rc.evaluate else None,
+                half_life_days=rc.half_life_days,
+            )
+        finally:
+            cur.close()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopseg-interactions")
+    s.pending["interactions"] = pool.submit(build)
+    pool.shutdown(wait=False)
 
 
 def _customers(s: RunState) -> None:
@@ -315,12 +344,16 @@ def _recommend(s: RunState) -> None:
     from shopseg.recommend.runner import prepare_interactions, run_recommendations
 
     cutoff = s.features.as_of - timedelta(days=rc.holdout_days)
-    prepare_interactions(
-        s.backend,
-        as_of=s.features.as_of,
-        holdout_days=rc.holdout_days if rc.evaluate else None,
-        half_life_days=rc.half_life_days,
-    )
+    early = s.pending.pop("interactions", None)
+    if early is not None:
+        early.result()  # started after the features step (_start_interactions)
+    else:
+        prepare_interactions(
+            s.backend,
+            as_of=s.features.as_of,
+            holdout_days=rc.holdout_days if rc.evaluate else None,
+            half_life_days=rc.half_life_days,
+        )
     segment_of = _evaluation_segments(s, cutoff) if rc.evaluate else None
     out = run_recommendations(
         s.backend,
@@ -386,10 +419,19 @@ def _insights(s: RunState) -> None:
     from shopseg.insights import compute_insights
 
     assert s.features is not None
-    if s.ingest is None and s.events_ingest is None:
-        s.notes.append("shop insights skipped: the run has only a customer table (no orders or events)")
+    coupons = s.customers is not None and s.customers.clean.activity is not None
+    if s.ingest is None and s.events_ingest is None and not (coupons and s.backend.has_table("coupons")):
+        s.notes.append("shop insights skipped: the run has only a customer table without coupon activity")
         return
-    s.insights = compute_insights(s.backend, as_of=s.features.as_of, holdout_days=s.config.recommend.holdout_days)
+    rc = s.config.recommend
+    s.insights = compute_insights(
+        s.backend,
+        as_of=s.features.as_of,
+        holdout_days=rc.holdout_days,
+        # the recommend step's interactions hold the same hold-out's pairs: no second pass over the lines
+        interactions=rc.evaluate and bool(s.rec_info),
+        burned_values=s.config.customers.burned_values,
+    )
     s.insights.save(s.backend, s.out / "insights.json")
     s.files["insights"] = "insights.json"
 
@@ -509,6 +551,7 @@ def run(
     state = RunState([str(i) for i in inputs], out, config, backend, engine=engine)
     state.event_inputs = [str(i) for i in events]
     state.customer_inputs = [str(i) for i in customers]
+    state.step_names = tuple(step.name for step in steps)
     started = time.perf_counter()
     try:
         for i, step in enumerate(steps):
@@ -525,6 +568,10 @@ def run(
     except ShopsegError:
         raise
     finally:
+        # never close the database under a running query; work still pending here belongs to a step that never
+        # ran (the run stopped before it), so its own error, if any, is not the run's
+        for pending in state.pending.values():
+            pending.exception()
         if engine is not backend:
             engine.close()
         backend.close()

@@ -82,7 +82,11 @@ def write_run_files(backend: DuckDBBackend, out: Path) -> dict[str, str]:
     if backend.has_table("recommendations"):
         backend.to_parquet("SELECT * FROM recommendations ORDER BY customer_id, rank", out / "recommendations.parquet")
         files["recommendations"] = "recommendations.parquet"
-    rec_tables = (("similar_items", "product_id, rank"), ("bundles", "lift DESC, orders DESC, product_a, product_b"))
+    rec_tables = (
+        ("similar_items", "product_id, rank"),
+        ("bundles", "lift DESC, orders DESC, product_a, product_b"),
+        ("segment_products", "segment, rank_by, rank"),  # per-segment banner products
+    )
     for table, order in rec_tables:
         if backend.has_table(table):
             backend.to_parquet(f"SELECT * FROM {table} ORDER BY {order}", out / f"{table}.parquet")

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from shopseg.backends.base import Backend
+from shopseg.backends.duckdb import quote
 from shopseg.schema import MOBILE_DEVICE_PATTERN
 
 if TYPE_CHECKING:
@@ -56,14 +57,23 @@ _TABLES: tuple[str, ...] = (
     "top_brands_by_views",
     "top_brands_by_revenue",
     "buyers",
+    "coupon_funnel",
+    "coupon_hours",
+    "coupon_weekdays",
+    "coupon_months",
+    "coupon_top",
+    "coupon_customers",
+    "attribute_activity",
 )
+#: coupon statuses read as burned (redeemed) when the caller does not pass [customers] burned_values
+BURNED_VALUES: tuple[str, ...] = ("burned", "redeemed", "used")
 
 
 @dataclass
 class Insights:
     """The shop insights of one run (frames are None where the data cannot tell)."""
 
-    source: str  # "events" or "orders"
+    source: str  # "events", "orders" or "coupons" (a customer table with coupon activity and nothing else)
     as_of: datetime
     funnel: pd.DataFrame | None = None
     devices: pd.DataFrame | None = None
@@ -75,6 +85,14 @@ class Insights:
     top_brands_by_views: pd.DataFrame | None = None
     top_brands_by_revenue: pd.DataFrame | None = None
     buyers: pd.DataFrame | None = None
+    # the customer table's coupon activity (issue 3: the coupon workbook) and activity per attribute value
+    coupon_funnel: pd.DataFrame | None = None
+    coupon_hours: pd.DataFrame | None = None
+    coupon_weekdays: pd.DataFrame | None = None
+    coupon_months: pd.DataFrame | None = None
+    coupon_top: pd.DataFrame | None = None
+    coupon_customers: pd.DataFrame | None = None
+    attribute_activity: pd.DataFrame | None = None
     rec_followup: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -124,17 +142,39 @@ def compute_insights(
     holdout_days: int = 30,
     top_n: int = 10,
     segment_top_n: int = 20,
+    interactions: bool = False,
+    burned_values: Sequence[str] = BURNED_VALUES,
 ) -> Insights:
-    """Shop insights from the run's clean ``events`` (or, without events, its ``transactions``)."""
+    """Shop insights from the run's clean ``events`` (or, without events, its ``transactions``; without
+    either, the customer table's coupon activity ``coupons``). A run with a customer table also gets its
+    coupon tables (when it has coupon activity) and the activity per attribute value (``attribute_activity``).
+    ``interactions``: the run's ``interactions_all`` was built for this ``as_of`` with its training columns
+    for the same hold-out (the recommend step's), so the recommendation follow-up reads it instead of the lines.
+    ``burned_values``: coupon statuses that mean burned ([customers] burned_values)."""
+    has_coupons = _has_rows(backend, "coupons", "ts IS NOT NULL")
     if _has_rows(backend, "events"):
         ins = _from_events(backend, as_of, holdout_days, top_n)
     elif _has_rows(backend, "transactions"):
         ins = _from_orders(backend, as_of, holdout_days, top_n)
+    elif has_coupons:
+        ins = Insights("coupons", _as_of(backend, "coupons", as_of))
+        ins.notes.append(
+            "the run has no orders or events: the insights come from the customer table's coupon transactions "
+            "(no funnel of views, no devices, no revenue)"
+        )
     else:
         from shopseg.errors import DataError
 
-        raise DataError("no clean events or order lines to compute shop insights from")
-    ins.rec_followup = _rec_followup(backend, ins.as_of, holdout_days, segment_top_n)
+        raise DataError("no clean events, order lines or coupon transactions to compute shop insights from")
+    if has_coupons:
+        _coupons(backend, ins, holdout_days, top_n, burned_values)
+    if backend.has_table("customers_flagged") and backend.has_table("customers"):
+        ins.attribute_activity = _attribute_activity(backend, ins.as_of, top_n, burned_values)
+    if ins.source == "coupons":
+        return ins  # no order lines: nothing to follow recommendations up with
+    use = interactions and backend.has_table("interactions_all")
+    use = use and "n_orders_train" in {c for c, _ in backend.columns("interactions_all")}
+    ins.rec_followup = _rec_followup(backend, ins.as_of, holdout_days, segment_top_n, interactions=use)
     if ins.rec_followup is None:
         ins.notes.append(
             "recommendation follow-up not computed: it needs segments, recommendations and purchases on both sides "
@@ -358,26 +398,253 @@ def _from_orders(backend: Backend, as_of: datetime | None, holdout_days: int, to
     return ins
 
 
+# ------------------------------------------------------------------------------------------------ coupons
+
+
+def _status_sql(burned_values: Sequence[str]) -> str:
+    """SQL condition: the coupon transaction was burned (its status is a burned value; without a status
+    column, it has a burn date)."""
+    values = ", ".join("'" + v.lower().replace("'", "''") + "'" for v in burned_values) or "NULL"
+    return f"lower(CAST(status AS VARCHAR)) IN ({values})"
+
+
+def _coupons(backend: Backend, ins: Insights, holdout_days: int, top_n: int, burned_values: Sequence[str]) -> None:
+    """The coupon tables: funnel (customers → took a coupon → burned one), hours (only when the times carry a
+    time of day), weekdays, months, top merchants/branches, new vs returning coupon users."""
+    cols = {c for c, _ in backend.columns("coupons")}
+    if "status" in cols:
+        burned = _status_sql(burned_values)
+    elif "burn_ts" in cols:
+        burned = "burn_ts IS NOT NULL"
+    else:
+        burned = "false"
+        ins.notes.append("coupon burn counts not computed: the coupon transactions have no status or burn date")
+    cp = f"(SELECT *, {burned} AS is_burned FROM coupons WHERE ts IS NOT NULL AND ts < {_lit(ins.as_of)})"
+    n_customers = int(backend.scalar("SELECT count(*) FROM customers") or 0) if backend.has_table("customers") else 0
+    row = backend.rows(
+        "SELECT count(*), count(DISTINCT customer_id), count(*) FILTER (WHERE is_burned), "
+        f"count(DISTINCT customer_id) FILTER (WHERE is_burned) FROM {cp} c"
+    )[0]
+    tx, takers, n_burned, burners = (int(x or 0) for x in row)
+    stages = [
+        ("customers in the table", n_customers, tx),
+        ("took a coupon", takers, tx),
+        ("burned a coupon", burners, n_burned),
+    ]
+    rows: list[dict[str, Any]] = []
+    prev_c: int | None = None
+    prev_t: int | None = None
+    for stage, customers, transactions in stages:
+        rows.append(
+            {
+                "stage": stage,
+                "customers": customers,
+                "transactions": transactions,
+                "customer_rate": customers / prev_c if prev_c else np.nan,
+                "transaction_rate": transactions / prev_t if prev_t else np.nan,
+            }
+        )
+        prev_c, prev_t = customers, transactions
+    ins.coupon_funnel = pd.DataFrame(rows)
+    if tx == 0:
+        ins.notes.append(f"no coupon transaction before the as-of date {ins.as_of:%Y-%m-%d}")
+        return
+    if "burn_ts" in cols:
+        days = backend.scalar(
+            f"SELECT median(date_diff('day', ts, burn_ts)) FROM {cp} c WHERE is_burned AND burn_ts >= ts"
+        )
+        if days is not None:
+            ins.notes.append(f"a burned coupon was burned a median {float(days):,.0f} days after it was taken")
+    per = (
+        "count(*) AS transactions, count(*) FILTER (WHERE is_burned) AS burned, "
+        "count(DISTINCT customer_id) AS customers"
+    )
+    timed = bool(
+        backend.scalar(f"SELECT count(*) FROM (SELECT 1 FROM {cp} c WHERE ts <> date_trunc('day', ts) LIMIT 1)")
+    )
+    if timed:
+        ins.coupon_hours = _keyed(backend, f"SELECT hour(ts) AS k, {per} FROM {cp} c GROUP BY 1", "hour", range(24))
+    else:
+        ins.notes.append("coupon hours not computed: the coupon transactions carry dates without a time of day")
+    days_frame = _keyed(backend, f"SELECT isodow(ts) AS k, {per} FROM {cp} c GROUP BY 1", "weekday", range(1, 8))
+    if "burn_ts" in cols:
+        burns = backend.df(
+            f"SELECT isodow(burn_ts) AS k, count(*) AS burns_on_day FROM {cp} c "
+            "WHERE is_burned AND burn_ts IS NOT NULL GROUP BY 1"
+        ).set_index("k")["burns_on_day"]
+        days_frame["burns_on_day"] = days_frame["weekday"].map(burns).fillna(0).astype("int64")
+    days_frame.insert(1, "day", [WEEKDAYS[d - 1] for d in days_frame["weekday"]])
+    days_frame["burn_rate"] = _rate(days_frame["burned"], days_frame["transactions"])
+    ins.coupon_weekdays = days_frame
+    months = backend.df(
+        f"WITH c AS {cp}, f AS (SELECT customer_id, min(ts) AS first_ts FROM c GROUP BY 1) "
+        f"SELECT strftime(date_trunc('month', ts), '%Y-%m') AS month, {per}, "
+        "count(DISTINCT customer_id) FILTER (WHERE date_trunc('month', ts) = date_trunc('month', f.first_ts)) "
+        "AS first_time FROM c JOIN f USING (customer_id) GROUP BY 1 ORDER BY 1"
+    )
+    for c in ("transactions", "burned", "customers", "first_time"):
+        months[c] = months[c].astype("int64")
+    months["burn_rate"] = _rate(months["burned"], months["transactions"])
+    ins.coupon_months = months
+    tops = []
+    for dim in (c for c in ("merchant", "branch", "coupon") if c in cols):
+        frame = backend.df(
+            f"SELECT '{dim}' AS dimension, CAST({dim} AS VARCHAR) AS value, {per} FROM {cp} c "
+            f"WHERE {dim} IS NOT NULL GROUP BY 2 ORDER BY transactions DESC, burned DESC, value LIMIT {int(top_n)}"
+        )
+        if dim == "coupon" and not frame.empty and int(frame["transactions"].max()) <= 1:
+            continue  # every coupon name is used once (codes): no top list to show
+        frame["share"] = frame["transactions"] / max(tx, 1)
+        frame["burn_rate"] = _rate(frame["burned"], frame["transactions"])
+        tops.append(frame)
+    if tops:
+        ins.coupon_top = pd.concat(tops, ignore_index=True)
+    # the window ends with the coupon data (the as-of date may be later: burn dates run past the last transaction)
+    end = min(ins.as_of, _as_of(backend, f"{cp}", None))
+    start = end - timedelta(days=holdout_days)
+    users = backend.df(
+        "SELECT 'all data' AS period, CASE WHEN n = 1 THEN 'one coupon transaction' "
+        "ELSE 'returning (2+ coupon transactions)' END AS kind, count(*) AS customers, sum(n) AS transactions "
+        f"FROM (SELECT customer_id, count(*) AS n FROM {cp} c GROUP BY 1) GROUP BY 2 "
+        f"UNION ALL SELECT 'last {int(holdout_days)} days to {end:%Y-%m-%d}' AS period, CASE WHEN first_ts >= ? "
+        "THEN 'new (first coupon in the window)' ELSE 'returning (took one before)' END AS kind, count(*), "
+        "sum(n_window) FROM (SELECT customer_id, min(ts) AS first_ts, max(ts) AS last_ts, "
+        f"count(*) FILTER (WHERE ts >= ?) AS n_window FROM {cp} c GROUP BY 1) WHERE last_ts >= ? GROUP BY 2 "
+        "ORDER BY 1, 2",
+        [start, start, start],
+    )
+    users["customers"] = users["customers"].astype("int64")
+    users["transactions"] = users["transactions"].astype("int64")
+    users["share_customers"] = users["customers"] / users.groupby("period")["customers"].transform("sum")
+    ins.coupon_customers = users
+
+
+def _rate(num: pd.Series, den: pd.Series) -> pd.Series:
+    return (num / den.where(den > 0)).astype("float64")
+
+
+def _keyed(backend: Backend, sql: str, name: str, keys: range) -> pd.DataFrame:
+    """``sql``'s rows (key ``k``) on every key of ``keys`` (absent keys: zeros)."""
+    per = backend.df(sql).set_index("k")
+    frame = pd.DataFrame({name: list(keys)}).set_index(name).join(per).fillna(0)
+    for c in frame.columns:
+        frame[c] = frame[c].astype("int64")
+    frame.index.name = name
+    return frame.reset_index()
+
+
+def _attribute_activity(
+    backend: Backend, as_of: datetime, top_n: int, burned_values: Sequence[str]
+) -> pd.DataFrame | None:
+    """Per categorical attribute of the customer table (city, gender …) and value (its ``top_n`` most active
+    values): customers, and their activity in each source the run has: coupon transactions and burns, orders
+    and revenue (clean order lines), events and purchases. Sorted by the first source's activity."""
+    attrs = [c for c, t in backend.columns("customers") if c != "customer_id" and str(t).upper() == "VARCHAR"]
+    if not attrs:
+        return None
+    a = _lit(as_of)
+    joins: list[str] = []
+    sel: list[str] = []
+    order = "customers"
+    if _has_rows(backend, "events"):
+        joins.append(
+            "LEFT JOIN (SELECT customer_id, count(*) AS events, count(*) FILTER (WHERE event_type = 'purchase') "
+            f"AS purchases FROM events WHERE ts < {a} GROUP BY 1) ev USING (customer_id)"
+        )
+        sel.append(
+            "count(ev.customer_id) AS with_events, coalesce(sum(ev.events), 0) AS events, "
+            "coalesce(sum(ev.purchases), 0) AS purchases"
+        )
+        order = "events"
+    if _has_rows(backend, "transactions"):
+        joins.append(
+            "LEFT JOIN (SELECT customer_id, count(DISTINCT order_id) AS orders, sum(quantity * unit_price) AS revenue "
+            f"FROM transactions WHERE ts < {a} GROUP BY 1) od USING (customer_id)"
+        )
+        sel.append(
+            "count(od.customer_id) AS buyers, coalesce(sum(od.orders), 0) AS orders, "
+            "coalesce(sum(od.revenue), 0) AS revenue"
+        )
+        order = "revenue"
+    if _has_rows(backend, "coupons", "ts IS NOT NULL"):
+        cols = {c for c, _ in backend.columns("coupons")}
+        burned = (
+            _status_sql(burned_values)
+            if "status" in cols
+            else ("burn_ts IS NOT NULL" if "burn_ts" in cols else "false")
+        )
+        joins.append(
+            f"LEFT JOIN (SELECT customer_id, count(*) AS tx, count(*) FILTER (WHERE {burned}) AS burned FROM coupons "
+            f"WHERE ts IS NOT NULL AND ts < {a} GROUP BY 1) cp USING (customer_id)"
+        )
+        sel.append(
+            "count(cp.customer_id) AS coupon_users, coalesce(sum(cp.tx), 0) AS coupon_transactions, "
+            "coalesce(sum(cp.burned), 0) AS coupons_burned"
+        )
+        order = "coupon_transactions"
+    frames = []
+    total = int(backend.scalar("SELECT count(*) FROM customers") or 0)
+    for attr in attrs:
+        q, lit = quote(attr), attr.replace("'", "''")
+        frame = backend.df(
+            f"SELECT '{lit}' AS attribute, coalesce(c.{q}, '(empty)') AS value, count(*) AS customers"
+            + "".join(", " + x for x in sel)
+            + f" FROM customers c {' '.join(joins)} GROUP BY 2 ORDER BY {order} DESC, customers DESC, value "
+            f"LIMIT {int(top_n)}"
+        )
+        frames.append(frame)
+    out = pd.concat(frames, ignore_index=True)
+    out["share_customers"] = out["customers"] / max(total, 1)
+    for c in out.columns:
+        if c not in ("attribute", "value", "share_customers", "revenue"):
+            out[c] = out[c].astype("int64")
+    if "coupon_transactions" in out:
+        out["coupons_per_customer"] = out["coupon_transactions"] / out["customers"]
+        out["burn_rate"] = _rate(out["coupons_burned"], out["coupon_transactions"])
+    if "revenue" in out:
+        out["revenue"] = out["revenue"].astype("float64")
+        out["revenue_per_customer"] = out["revenue"] / out["customers"]
+    if "events" in out:
+        out["events_per_customer"] = out["events"] / out["customers"]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------ follow-up
 
 
-def _rec_followup(backend: Backend, as_of: datetime, holdout_days: int, n: int) -> dict[str, Any] | None:
+def _rec_followup(
+    backend: Backend, as_of: datetime, holdout_days: int, n: int, *, interactions: bool = False
+) -> dict[str, Any] | None:
     """Share of the customers buying after the cut-off who bought a product of their segment's top list (made
-    from purchases before the cut-off), against the same share for the shop-wide top list."""
+    from purchases before the cut-off), against the same share for the shop-wide top list. With
+    ``interactions`` the (customer, product) pairs come from ``interactions_all`` (one row a pair, orders before
+    the cut-off counted apart), where an order counts at the time of its first line, as in the recommendation
+    evaluation; otherwise from the clean lines."""
     if not (backend.has_table("segments") and backend.has_table("recommendations")):
         return None
     if not _has_rows(backend, "transactions", "product_id IS NOT NULL"):
         return None
     cutoff = as_of - timedelta(days=holdout_days)
     c, a = _lit(cutoff), _lit(as_of)
-    row = backend.rows(
-        f"""
-        WITH p AS (
+    if interactions:
+        pairs = (
+            "p AS (SELECT i.customer_id, i.product_id, s.segment, coalesce(i.n_orders_train, 0) > 0 AS is_before, "
+            "  i.n_orders > coalesce(i.n_orders_train, 0) AS is_after "
+            "  FROM interactions_all i JOIN segments s ON s.customer_id = i.customer_id), "
+            "before AS (SELECT customer_id, product_id, segment FROM p WHERE is_before), "
+            "after AS (SELECT customer_id, product_id, segment FROM p WHERE is_after),"
+        )
+    else:
+        pairs = f"""p AS (
             SELECT t.customer_id, t.product_id, t.ts, s.segment
             FROM transactions t JOIN segments s ON s.customer_id = t.customer_id
             WHERE t.product_id IS NOT NULL AND t.ts < {a}
         ),
         before AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts < {c}),
+        after AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts >= {c}),"""
+    row = backend.rows(
+        f"""
+        WITH {pairs}
         seg_top AS (
             SELECT segment, product_id FROM (
                 SELECT segment, product_id, row_number() OVER (PARTITION BY segment ORDER BY count(*) DESC, product_id)
@@ -388,7 +655,6 @@ def _rec_followup(backend: Backend, as_of: datetime, holdout_days: int, n: int) 
         shop_top AS (
             SELECT product_id FROM before GROUP BY product_id ORDER BY count(*) DESC, product_id LIMIT {int(n)}
         ),
-        after AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts >= {c}),
         buyers AS (SELECT DISTINCT customer_id, segment FROM after),
         hit_seg AS (
             SELECT DISTINCT a.customer_id FROM after a
@@ -457,7 +723,8 @@ def shop_insights(
     events: Sequence[str | Path] = (),
 ) -> Insights:
     """Insights of a finished run folder (``inputs`` = that folder), or of input files, which are read, mapped
-    and cleaned (orders and/or events, told apart by their columns) into ``out`` first. Writes
+    and cleaned (orders, events and/or a customer table such as the coupon workbook, told apart by their
+    columns) into ``out`` first. Writes
     ``insights.json`` into the run folder or ``out``."""
     from shopseg.backends.duckdb import DuckDBBackend
     from shopseg.config import RunConfig
@@ -473,7 +740,12 @@ def shop_insights(
             as_of = datetime.fromisoformat(json.loads(manifest.read_text(encoding="utf-8"))["as_of"])
         backend = DuckDBBackend(run_dir / "shopseg.duckdb", memory_limit=config.engine.memory_limit)
         try:
-            ins = compute_insights(backend, as_of=as_of, holdout_days=config.recommend.holdout_days)
+            ins = compute_insights(
+                backend,
+                as_of=as_of,
+                holdout_days=config.recommend.holdout_days,
+                burned_values=config.customers.burned_values,
+            )
             ins.save(backend, run_dir / "insights.json")
         finally:
             backend.close()
@@ -491,8 +763,8 @@ def shop_insights(
         stale.unlink(missing_ok=True)
     roles = split_inputs([str(i) for i in items], config.input)
     event_files = [*roles["events"], *(str(e) for e in events)]
-    if not roles["orders"] and not event_files:
-        raise InputError("no order lines or events among the inputs; insights need one of them")
+    if not roles["orders"] and not event_files and not roles["customers"]:
+        raise InputError("no order lines, events or customer table among the inputs; insights need one of them")
     backend = DuckDBBackend(
         out / "shopseg.duckdb", memory_limit=config.engine.memory_limit, threads=config.engine.threads
     )
@@ -505,7 +777,18 @@ def shop_insights(
             eing = ingest_events(backend, event_files, config.events, work=work)
             clean_events(backend, eing, config.events)
         combine_quarantine(backend, orders=bool(roles["orders"]), events=bool(event_files))
-        ins = compute_insights(backend, as_of=config.features.as_of, holdout_days=config.recommend.holdout_days)
+        if roles["customers"]:  # attributes (activity per value) and coupon activity
+            from shopseg.clean.customers import clean_customers
+            from shopseg.ingest.customers import ingest_customers
+
+            cing = ingest_customers(backend, roles["customers"], config.customers, work=work)
+            clean_customers(backend, cing, config.customers)
+        ins = compute_insights(
+            backend,
+            as_of=config.features.as_of,
+            holdout_days=config.recommend.holdout_days,
+            burned_values=config.customers.burned_values,
+        )
         ins.save(backend, out / "insights.json")
     finally:
         backend.close()

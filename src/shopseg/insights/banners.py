@@ -16,9 +16,14 @@ Rates come from the run's events when they hold banner impressions and clicks (`
 order of the same customer within ``attribution_hours``, each shrunk toward the configured rate as if that had
 been seen on ``prior_impressions`` / ``prior_clicks`` more trials (so 0 orders after 4 clicks is not 0 %).
 Otherwise (and for a segment with no impressions or clicks) they come from ``[banners]`` with documented
-defaults. AOV is the segment's revenue per order. Each
-row also lists the products to feature (the segment's top products, table ``segment_items``) and its best
-hours (events by hour of day, or orders by hour when there are no events).
+defaults. AOV is the segment's revenue per order (or ``[banners] aov``). A run without any order value (the
+coupon workbook has no amounts) still gets its table: the AOV is left empty, and so are the internal value and
+the ratio, but the external value, the rates and the **break-even AOV** ``external / (1000 × CTR × conversion ×
+margin)`` are computed from the config: promoting pays more than selling when an order brought by the banner is
+worth more than that (advice "no order value"; set ``[banners] aov`` or ``shopseg banners --aov`` to decide).
+Each row also lists the products to feature (the segment's top products, table ``segment_items``; without
+them, in a coupon run, the merchants whose coupons the segment burns most) and its best hours (events by hour
+of day, else orders, else coupon transactions; dates without a time of day give the best weekdays instead).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ __all__ = [
     "banners_for_run",
     "best_hours",
     "bootstrap_ratio",
+    "break_even_aov",
     "break_even_cpc",
     "decide",
     "external_per_1000",
@@ -76,6 +82,7 @@ COLUMNS = [
     "ratio_low",
     "ratio_high",
     "break_even_cpc",
+    "break_even_aov",
     "recommendation",
     "rates_from",
     "featured_products",
@@ -96,6 +103,13 @@ def external_per_1000(ctr: float, cpc: float, cpm: float | None = None) -> float
 def break_even_cpc(ctr: float, conversion: float, aov: float, margin: float, external_ctr: float) -> float:
     """The price per click at which selling the slot pays as much as the internal promotion."""
     return ctr * conversion * aov * margin / external_ctr if external_ctr > 0 else float("nan")
+
+
+def break_even_aov(ctr: float, conversion: float, margin: float, external: float) -> float:
+    """The order value at which 1,000 impressions of the internal promotion earn ``external`` (the slot's
+    external value per 1,000 impressions): ``external / (1000 × CTR × conversion × margin)``."""
+    den = 1000.0 * ctr * conversion * margin
+    return external / den if den > 0 else float("nan")
 
 
 def decide(low: float, high: float, keep_above: float = 1.0, sell_below: float = 1.0) -> str:
@@ -241,33 +255,74 @@ def _event_columns(backend: DuckDBBackend) -> set[str]:
     return {c for c, _ in backend.columns("events")} if backend.has_table("events") else set()
 
 
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
 def best_hours(backend: DuckDBBackend, n: int, segments: str = "segments") -> dict[int, str]:
     """Per segment, the ``n`` hours of the day (as recorded, UTC for event logs) with the most activity: events
-    of the segment's customers when the run has events, else their orders."""
+    of the segment's customers when the run has events, else their orders, else their coupon transactions.
+    When none of the activity's times has a time of day (dates only, as in the coupon workbook), the ``n``
+    weekdays with the most activity instead (an hour would be meaningless)."""
     if _has_rows(backend, "events"):
         src, what = "SELECT customer_id, ts FROM events", "events"
     elif _has_rows(backend, "transactions"):
         src = "SELECT customer_id, min(ts) AS ts FROM transactions GROUP BY customer_id, order_id"
         what = "orders"
+    elif _has_rows(backend, "coupons"):
+        src, what = "SELECT customer_id, ts FROM coupons WHERE ts IS NOT NULL", "coupon transactions"
     else:
         return {}
+    timed = backend.scalar(f"SELECT count(*) FROM (SELECT 1 FROM ({src}) WHERE ts <> date_trunc('day', ts) LIMIT 1)")
+    key = "hour(a.ts)" if timed else "isodow(a.ts)"
     rows = backend.df(
-        f"WITH a AS ({src}), h AS (SELECT s.segment, hour(a.ts) AS hr, count(*) AS n FROM a "
+        f"WITH a AS ({src}), h AS (SELECT s.segment, {key} AS hr, count(*) AS n FROM a "
         f"JOIN {segments} s USING (customer_id) GROUP BY 1, 2) "
         "SELECT segment, hr, n FROM (SELECT *, row_number() OVER (PARTITION BY segment ORDER BY n DESC, hr) AS r "
         f"FROM h) WHERE r <= {int(n)} ORDER BY segment, r"
     )
     out: dict[int, str] = {}
     for seg, g in rows.groupby("segment", sort=True):
-        out[int(seg)] = ", ".join(  # type: ignore[call-overload]
-            f"{int(r.hr):02d}-{(int(r.hr) + 1) % 24:02d}h ({int(r.n):,} {what})" for r in g.itertuples()
+        if timed:
+            parts = [f"{int(r.hr):02d}-{(int(r.hr) + 1) % 24:02d}h ({int(r.n):,} {what})" for r in g.itertuples()]
+        else:
+            days = ", ".join(f"{_WEEKDAYS[int(r.hr) - 1]} ({int(r.n):,})" for r in g.itertuples())
+            parts = [f"{days} {what} by weekday (the dates carry no time of day)"]
+        out[int(seg)] = ", ".join(parts)  # type: ignore[call-overload]
+    return out
+
+
+def _featured_coupons(backend: DuckDBBackend, n: int, segments: str) -> dict[int, str]:
+    """Without product recommendations, in a run with coupon activity: per segment, the ``n`` merchants (else
+    branches) whose coupons its customers burned most (taken, when none was burned)."""
+    if not _has_rows(backend, "coupons"):
+        return {}
+    cols = {c for c, _ in backend.columns("coupons")}
+    col = next((c for c in ("merchant", "branch") if c in cols), None)
+    if col is None:
+        return {}
+    rows = backend.df(
+        f"WITH h AS (SELECT s.segment, CAST(c.{col} AS VARCHAR) AS v, "
+        "count(*) FILTER (WHERE c.burn_ts IS NOT NULL) AS burned, count(*) AS n "
+        f"FROM coupons c JOIN {segments} s USING (customer_id) WHERE c.{col} IS NOT NULL GROUP BY 1, 2) "
+        "SELECT segment, v, burned, n FROM (SELECT *, row_number() OVER (PARTITION BY segment "
+        f"ORDER BY burned DESC, n DESC, v) AS r FROM h) WHERE r <= {int(n)} ORDER BY segment, r"
+        if "burn_ts" in cols
+        else f"WITH h AS (SELECT s.segment, CAST(c.{col} AS VARCHAR) AS v, 0 AS burned, count(*) AS n "
+        f"FROM coupons c JOIN {segments} s USING (customer_id) WHERE c.{col} IS NOT NULL GROUP BY 1, 2) "
+        "SELECT segment, v, burned, n FROM (SELECT *, row_number() OVER (PARTITION BY segment "
+        f"ORDER BY n DESC, v) AS r FROM h) WHERE r <= {int(n)} ORDER BY segment, r"
+    )
+    out: dict[int, str] = {}
+    for seg, g in rows.groupby("segment", sort=True):
+        out[int(seg)] = f"{col}s: " + "; ".join(  # type: ignore[call-overload]
+            f"{r.v} ({int(r.burned):,} burned of {int(r.n):,})" for r in g.itertuples()
         )
     return out
 
 
-def _featured(backend: DuckDBBackend, n: int) -> dict[int, str]:
+def _featured(backend: DuckDBBackend, n: int, segments: str = "segments") -> dict[int, str]:
     if not backend.has_table("segment_items"):
-        return {}
+        return _featured_coupons(backend, n, segments)
     names_sql = (
         "SELECT product_id, arg_min(product_name, (-k, product_name)) AS product_name FROM ("
         "SELECT product_id, product_name, count(*) AS k FROM transactions WHERE product_id IS NOT NULL "
@@ -375,11 +430,12 @@ def banner_table(
             names = {int(r.segment): str(r.segment_name) for r in nm.itertuples()}
     total_orders = float(df.drop_duplicates("customer_id")["orders"].sum())
     if cfg.aov is None and total_orders == 0:
-        return BannerResult(
-            pd.DataFrame(columns=COLUMNS),
-            ["banner table skipped: the run has no order values to price a conversion; set [banners] aov"],
+        notes.append(
+            "no order values in this run: the AOV, the internal value and the ratio are left empty; the external "
+            "value and the break-even AOV (the order value above which promoting pays more than selling) are "
+            "computed from [banners]; set [banners] aov (or shopseg banners --aov) to get the advice"
         )
-    featured = _featured(backend, cfg.products)
+    featured = _featured(backend, cfg.products, segments)
     hours = best_hours(backend, cfg.hours, segments)
     rows = []
     slot_names = sorted(df["slot"].unique()) if measured else list(cfg.slots)
@@ -408,7 +464,12 @@ def banner_table(
     if not measured:
         notes.append(
             f"no banner events in this run: CTR {cfg.ctr:.2%} and conversion {cfg.conversion:.1%} are taken from "
-            "[banners] (documented defaults); the interval covers the segment's order value only"
+            "[banners] (documented defaults); "
+            + (
+                "without order values there is no interval"
+                if cfg.aov is None and total_orders == 0
+                else "the interval covers the segment's order value only"
+            )
         )
     return BannerResult(table, notes, "events" if measured else "config")
 
@@ -449,7 +510,7 @@ def _row(seg: int, name: str, slot: str, sample: Sample, cfg: BannersConfig, see
     sources = [
         f"ctr: {('events, shrunk' if cfg.prior_impressions else 'events') if ctr_m else 'config'}",
         f"conversion: {('events, shrunk' if cfg.prior_clicks else 'events') if conv_m else 'config'}",
-        f"aov: {'orders' if aov_m else 'config'}",
+        f"aov: {'orders' if aov_m else ('config' if cfg.aov is not None else 'not available')}",
     ]
     return [
         seg,
@@ -471,7 +532,8 @@ def _row(seg: int, name: str, slot: str, sample: Sample, cfg: BannersConfig, see
         low,
         high,
         break_even_cpc(ctr, conversion, aov, cfg.margin, ext_ctr),
-        decide(low, high, cfg.keep_above, cfg.sell_below),
+        break_even_aov(ctr, conversion, cfg.margin, external),
+        decide(low, high, cfg.keep_above, cfg.sell_below) if aov == aov else "no order value",
         ", ".join(sources),
         "",
         "",

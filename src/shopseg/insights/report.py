@@ -9,22 +9,75 @@ import pandas as pd
 
 from shopseg.insights import Insights
 
-__all__ = ["funnel_chart", "hours_chart", "insights_html"]
+__all__ = ["funnel_chart", "hours_chart", "insights_html", "months_chart"]
 
 
-def funnel_chart(funnel: pd.DataFrame) -> Any:
+def funnel_chart(funnel: pd.DataFrame, count: str = "events") -> Any:
     import plotly.graph_objects as go
 
     fig = go.Figure(
         go.Funnel(
             y=funnel["stage"],
-            x=funnel["events"],
+            x=funnel[count],
             textinfo="value+percent initial+percent previous",
             marker={"color": ["#1f77b4", "#ff7f0e", "#2ca02c"][: len(funnel)]},
         )
     )
-    fig.update_layout(title="Funnel: events per stage", height=340, margin={"l": 60, "r": 20, "t": 50, "b": 30})
+    fig.update_layout(title=f"Funnel: {count} per stage", height=340, margin={"l": 60, "r": 20, "t": 50, "b": 30})
     return fig
+
+
+def months_chart(months: pd.DataFrame) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(
+        go.Bar(x=months["month"], y=months["transactions"], name="coupon transactions", marker_color="#9ecae1")
+    )
+    fig.add_trace(go.Bar(x=months["month"], y=months["burned"], name="burned", marker_color="#2ca02c"))
+    fig.update_layout(
+        title="Coupon transactions per month",
+        height=360,
+        barmode="overlay",
+        margin={"l": 60, "r": 20, "t": 50, "b": 40},
+    )
+    return fig
+
+
+def _coupon_html(ins: Insights, sub: Any, para: Any, out: list[str]) -> None:
+    """The coupon part of the section (a customer table with coupon activity)."""
+    from shopseg.report import _fig_html, _table
+
+    if ins.coupon_funnel is not None:
+        sub("Coupons: customers → took a coupon → burned one")
+        para(
+            "Customers of the customer table, those with at least one coupon transaction, and those who burned "
+            "(redeemed) at least one; customer rate = over the previous stage's customers, transaction rate = burned "
+            "over all coupon transactions (the burn rate)."
+        )
+        out.append(_table(ins.coupon_funnel, pct=("customer_rate", "transaction_rate")))
+        out.append(_fig_html(funnel_chart(ins.coupon_funnel, "customers")))
+    if ins.coupon_hours is not None:
+        sub("Coupon transactions by hour of day")
+        out.append(_table(ins.coupon_hours))
+    if ins.coupon_weekdays is not None:
+        sub("Coupon transactions by weekday")
+        para(
+            "By the transaction's date; burns_on_day counts burns by the day of the burn date."
+            if "burns_on_day" in ins.coupon_weekdays
+            else "By the transaction's date."
+        )
+        out.append(_table(ins.coupon_weekdays, pct=("burn_rate",)))
+    if ins.coupon_months is not None and not ins.coupon_months.empty:
+        sub("Coupon activity by month")
+        para("first_time = customers whose first coupon transaction falls in the month.")
+        out.append(_fig_html(months_chart(ins.coupon_months)))
+    if ins.coupon_top is not None and not ins.coupon_top.empty:
+        sub("Top merchants and branches by coupon transactions")
+        out.append(_table(ins.coupon_top, pct=("share", "burn_rate")))
+    if ins.coupon_customers is not None and not ins.coupon_customers.empty:
+        sub("New and returning coupon users")
+        out.append(_table(ins.coupon_customers, pct=("share_customers",)))
 
 
 def hours_chart(hours: pd.DataFrame, count: str = "events") -> Any:
@@ -106,6 +159,14 @@ def insights_html(ins: Insights) -> str:
     if ins.buyers is not None and not ins.buyers.empty:
         sub("New and returning buyers")
         out.append(_table(ins.buyers, floatfmt="{:,.2f}", pct=("share_buyers", "share_revenue")))
+    _coupon_html(ins, sub, para, out)
+    if ins.attribute_activity is not None and not ins.attribute_activity.empty:
+        sub("Activity by customer attribute")
+        para(
+            "Per attribute of the customer table, its most active values: customers with the value and their "
+            "activity in this run (coupon transactions and burns, orders and revenue, events and purchases)."
+        )
+        out.append(_table(ins.attribute_activity, floatfmt="{:,.2f}", pct=("share_customers", "burn_rate")))
     f = ins.rec_followup
     if f is not None:
         sub("Did buyers later buy what their segment was recommended?")

@@ -181,16 +181,18 @@ def evaluate(
     batch_size: int = 5000,
     allowed: BoolArray | None = None,
     progress: Callable[[str, str], None] | None = None,
+    workers: int = 1,
 ) -> Evaluation:
     """Score fitted ``models`` (name → recommender fitted on ``train``) against ``truth`` (hold-out pairs, or
-    a train-shaped 0/1 matrix). Users are the ``train`` customers with a non-empty truth in each mode."""
+    a train-shaped 0/1 matrix). Users are the ``train`` customers with a non-empty truth in each mode.
+    ``workers`` > 1 scores that many models at once on threads (NumPy and SciPy release the interpreter lock
+    in their array work); the results do not depend on it."""
     bad = [m for m in modes if m not in MODES]
     if bad:
         raise ConfigError(f"unknown evaluation mode(s) {bad}; use {list(MODES)}")
     if not ks or any(k < 1 for k in ks):
         raise ConfigError(f"ks must be positive integers, got {list(ks)}")
     ks = sorted(set(int(k) for k in ks))
-    kmax = max(ks)
     t_all = _truth_matrix(train, truth)
     bought = train.matrix("binary")
     t_new = sp.csr_matrix(t_all - t_all.multiply(bought))
@@ -201,7 +203,6 @@ def evaluate(
         catalogue &= allowed
     p = np.maximum(buyers, 1.0) / max(train.n_customers, 1)
     info_bits = -np.log2(np.minimum(p, 1.0))
-    seg = train.segments
     seconds: dict[str, float] = {}
     tables: dict[str, pd.DataFrame] = {}
     seg_rows: list[dict[str, Any]] = []
@@ -210,64 +211,23 @@ def evaluate(
         t_mat = t_all if mode == "all" else t_new
         rows = np.flatnonzero(np.diff(t_mat.indptr) > 0)
         users[mode] = len(rows)
-        n_true = np.diff(t_mat.indptr)[rows]
-        keys = _keys(t_mat)
-        table_rows = []
-        for name, model in models.items():
-            if mode == "new" and model.only_bought:
-                continue
-            if progress:
+        task = _ModeTask(mode, train, t_mat, rows, ks, batch_size, allowed, info_bits, catalogue, _keys(t_mat))
+        todo = [(name, model) for name, model in models.items() if not (mode == "new" and model.only_bought)]
+        if progress:
+            for name, _ in todo:
                 progress(mode, name)
-            started = time.perf_counter()
-            per_user: dict[int, dict[str, list[FloatArray]]] = {k: {m: [] for m in _USER_METRICS} for k in ks}
-            seen = {k: np.zeros(train.n_products, dtype=bool) for k in ks}
-            novelty_sum = dict.fromkeys(ks, 0.0)
-            novelty_n = dict.fromkeys(ks, 0)
-            for a in range(0, len(rows), batch_size):
-                r = rows[a : a + batch_size]
-                codes, _, _ = model.recommend_codes(
-                    train.customers[r],
-                    kmax,
-                    history=train,
-                    rebuy="never" if mode == "new" else None,
-                    allowed=allowed,
-                )
-                valid = codes >= 0
-                k_ = r[:, None] * train.n_products + np.maximum(codes, 0)
-                pos = np.minimum(np.searchsorted(keys, k_), len(keys) - 1)
-                hits = valid & (keys[pos] == k_)
-                for k in ks:
-                    for m, v in user_metrics(hits, n_true[a : a + batch_size], k).items():
-                        per_user[k][m].append(v)
-                    top = codes[:, :k][valid[:, :k]]
-                    seen[k][top] = True
-                    novelty_sum[k] += float(info_bits[top].sum())
-                    novelty_n[k] += len(top)
-            seconds[name] = round(seconds.get(name, 0.0) + time.perf_counter() - started, 3)
-            row: dict[str, Any] = {"method": name, "users": len(rows)}
-            values: dict[int, dict[str, FloatArray]] = {}
-            for k in ks:
-                values[k] = {
-                    m: np.concatenate(per_user[k][m]) if per_user[k][m] else np.zeros(0) for m in _USER_METRICS
-                }
-                for m in _USER_METRICS:
-                    row[f"{m}@{k}"] = float(values[k][m].mean()) if len(values[k][m]) else float("nan")
-                row[f"coverage@{k}"] = float(seen[k][catalogue].sum() / max(int(catalogue.sum()), 1))
-                row[f"novelty@{k}"] = novelty_sum[k] / novelty_n[k] if novelty_n[k] else float("nan")
+        if workers > 1 and len(todo) > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                results = list(pool.map(task.score, *zip(*todo, strict=True)))
+        else:
+            results = [task.score(name, model) for name, model in todo]
+        table_rows = []
+        for (name, _), (row, segs, took) in zip(todo, results, strict=True):
+            seconds[name] = round(seconds.get(name, 0.0) + took, 3)
             table_rows.append(row)
-            if seg is not None and SEGMENT_K in values and len(rows):
-                s = seg[rows]
-                for g in np.unique(s):
-                    sel = s == g
-                    seg_rows.append(
-                        {
-                            "mode": mode,
-                            "method": name,
-                            "segment": int(g),
-                            "users": int(sel.sum()),
-                            **{f"{m}@{SEGMENT_K}": float(values[SEGMENT_K][m][sel].mean()) for m in _USER_METRICS},
-                        }
-                    )
+            seg_rows += segs
         cols = ["method", "users"] + [f"{m}@{k}" for k in ks for m in METRICS]
         tables[mode] = pd.DataFrame(table_rows, columns=cols)
     seg_cols = ["mode", "method", "segment", "users"] + [f"{m}@{SEGMENT_K}" for m in _USER_METRICS]
@@ -282,3 +242,75 @@ def evaluate(
         "seconds": seconds,
     }
     return Evaluation(tables=tables, per_segment=per_segment, users=users, info=info)
+
+
+@dataclass
+class _ModeTask:
+    """What scoring one model in one evaluation mode needs (shared read-only between threads)."""
+
+    mode: str
+    train: Interactions
+    t_mat: sp.csr_matrix
+    rows: IntArray
+    ks: list[int]
+    batch_size: int
+    allowed: BoolArray | None
+    info_bits: FloatArray
+    catalogue: BoolArray
+    keys: IntArray
+
+    def score(self, name: str, model: Recommender) -> tuple[dict[str, Any], list[dict[str, Any]], float]:
+        """The model's table row, its per-segment rows and the seconds it took."""
+        started = time.perf_counter()
+        train, rows, ks, keys = self.train, self.rows, self.ks, self.keys
+        kmax = max(ks)
+        n_true_all = np.diff(self.t_mat.indptr)[rows]
+        per_user: dict[int, dict[str, list[FloatArray]]] = {k: {m: [] for m in _USER_METRICS} for k in ks}
+        seen = {k: np.zeros(train.n_products, dtype=bool) for k in ks}
+        novelty_sum = dict.fromkeys(ks, 0.0)
+        novelty_n = dict.fromkeys(ks, 0)
+        for a in range(0, len(rows), self.batch_size):
+            r = rows[a : a + self.batch_size]
+            codes, _, _ = model.recommend_codes(
+                train.customers[r],
+                kmax,
+                history=train,
+                rebuy="never" if self.mode == "new" else None,
+                allowed=self.allowed,
+            )
+            valid = codes >= 0
+            k_ = r[:, None] * train.n_products + np.maximum(codes, 0)
+            pos = np.minimum(np.searchsorted(keys, k_), len(keys) - 1)
+            hits = valid & (keys[pos] == k_)
+            for k in ks:
+                for m, v in user_metrics(hits, n_true_all[a : a + self.batch_size], k).items():
+                    per_user[k][m].append(v)
+                top = codes[:, :k][valid[:, :k]]
+                seen[k][top] = True
+                novelty_sum[k] += float(self.info_bits[top].sum())
+                novelty_n[k] += len(top)
+        took = time.perf_counter() - started
+        row: dict[str, Any] = {"method": name, "users": len(rows)}
+        values: dict[int, dict[str, FloatArray]] = {}
+        for k in ks:
+            values[k] = {m: np.concatenate(per_user[k][m]) if per_user[k][m] else np.zeros(0) for m in _USER_METRICS}
+            for m in _USER_METRICS:
+                row[f"{m}@{k}"] = float(values[k][m].mean()) if len(values[k][m]) else float("nan")
+            row[f"coverage@{k}"] = float(seen[k][self.catalogue].sum() / max(int(self.catalogue.sum()), 1))
+            row[f"novelty@{k}"] = novelty_sum[k] / novelty_n[k] if novelty_n[k] else float("nan")
+        segs: list[dict[str, Any]] = []
+        seg = train.segments
+        if seg is not None and SEGMENT_K in values and len(rows):
+            s = seg[rows]
+            for g in np.unique(s):
+                sel = s == g
+                segs.append(
+                    {
+                        "mode": self.mode,
+                        "method": name,
+                        "segment": int(g),
+                        "users": int(sel.sum()),
+                        **{f"{m}@{SEGMENT_K}": float(values[SEGMENT_K][m][sel].mean()) for m in _USER_METRICS},
+                    }
+                )
+        return row, segs, took

@@ -196,7 +196,7 @@ def _evaluate(
     models = _build(list(rc.methods), rc, threads, seed)
     _fit_all(models, train, timings, None)
     t0 = time.perf_counter()
-    ev = evaluate(models, train, truth, allowed=allowed)
+    ev = evaluate(models, train, truth, allowed=allowed, workers=threads)
     timings["evaluation_scoring"] = round(time.perf_counter() - t0, 3)
     timings.update({f"score_{k}": v for k, v in ev.info["seconds"].items()})
     info = {
@@ -432,6 +432,28 @@ def _similar_items(
     return source.name
 
 
+def _segment_products(backend: DuckDBBackend, n: int, excluded: StrArray) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each segment's top ``n`` products by buyers and by lift (the banner products), without the products the
+    business filters exclude; also as tables ``segment_products_by_lift`` and ``segment_products`` (both
+    rankings, with the segment's name when ``segments`` has one: ``segment_products.parquet``)."""
+    where = ""
+    if len(excluded):
+        register_codes(backend, "rec_excluded", excluded)
+        where = "product_id NOT IN (SELECT id FROM rec_excluded)"
+    names = "SELECT * FROM product_names"
+    top = segment_top_products(backend, n, names=names, where=where)
+    lift = segment_top_products(backend, n, rank_by="lift", names=names, where=where)
+    backend.create_table("segment_products_by_lift", lift)
+    both = pd.concat([top.assign(rank_by="buyers"), lift.assign(rank_by="lift")], ignore_index=True)
+    both.insert(1, "rank_by", both.pop("rank_by"))
+    if "segment_name" in {c for c, _ in backend.columns("segments")}:
+        seg_names = backend.df("SELECT segment, any_value(segment_name) AS segment_name FROM segments GROUP BY 1")
+        lookup = dict(zip(seg_names["segment"], seg_names["segment_name"], strict=True))
+        both.insert(1, "segment_name", both["segment"].map(lookup))
+    backend.create_table("segment_products", both)
+    return top, lift
+
+
 def run_recommendations(
     backend: DuckDBBackend,
     *,
@@ -551,8 +573,7 @@ def run_recommendations(
     timings["bundles"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
     segment_items(backend)
-    top = segment_top_products(backend, rc.segment_top_n, names="SELECT * FROM product_names")
-    lift = segment_top_products(backend, rc.segment_top_n, rank_by="lift", names="SELECT * FROM product_names")
+    top, lift = _segment_products(backend, rc.segment_top_n, products[~filter_mask])
     timings["segment_items"] = round(time.perf_counter() - t0, 3)
     if model_dir is not None:
         t0 = time.perf_counter()

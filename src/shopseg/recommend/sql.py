@@ -191,14 +191,17 @@ def segment_items(backend: DuckDBBackend, segments: str = "segments", prefix: st
 
 
 def segment_top_products(
-    backend: DuckDBBackend, n: int, rank_by: str = "buyers", *, names: str = NAMES_SQL
+    backend: DuckDBBackend, n: int, rank_by: str = "buyers", *, names: str = NAMES_SQL, where: str = ""
 ) -> pd.DataFrame:
     """Top products per segment (the banners): by buyers, or by lift among products with 5+ buyers in the
-    segment; with buyer share and lift against the population. ``names`` gives (product_id, product_name)."""
+    segment; with buyer share and lift against the population. ``names`` gives (product_id, product_name);
+    ``where`` (SQL on ``segment_items``, e.g. the business filters) keeps only some products, ranked again
+    1, 2, … among them."""
     col = "seg_rank" if rank_by == "buyers" else "lift_rank"
+    cond = f"WHERE {where}" if where else ""
     return backend.df(
-        f"WITH names AS ({names}) "
-        f"SELECT s.segment, s.{col} AS rank, s.product_id, names.product_name, s.buyers, s.buyer_share, s.lift "
-        f"FROM segment_items s LEFT JOIN names USING (product_id) WHERE s.{col} <= {int(n)} "
-        f"ORDER BY s.segment, s.{col}"
+        f"WITH names AS ({names}), r AS (SELECT *, row_number() OVER (PARTITION BY segment ORDER BY {col}) AS rnk "
+        f"FROM segment_items {cond}) "
+        "SELECT r.segment, r.rnk AS rank, r.product_id, names.product_name, r.buyers, r.buyer_share, r.lift "
+        f"FROM r LEFT JOIN names USING (product_id) WHERE r.rnk <= {int(n)} ORDER BY r.segment, r.rnk"
     )

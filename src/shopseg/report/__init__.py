@@ -6,6 +6,7 @@ Context building happens here; the Jinja template holds no logic beyond loops an
 from __future__ import annotations
 
 import html
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from shopseg.profile import segment_top_categories
 from shopseg.report import charts
 
 if TYPE_CHECKING:
+    from shopseg.backends import Backend
     from shopseg.pipeline import RunState
     from shopseg.profile.migrate import Migration
 
@@ -55,10 +57,30 @@ def _table(frame: pd.DataFrame, floatfmt: str = "{:,.3f}", pct: tuple[str, ...] 
     return f'<table class="data"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+#: column types that cannot hold a blank value (DuckDB's and Spark's spellings)
+_TYPED = re.compile(
+    r"(?i)^U?(BIG|SMALL|TINY|HUGE)?(INT|INTEGER|LONG|SHORT|BYTE|DOUBLE|FLOAT|REAL|DECIMAL|NUMERIC|TIMESTAMP|DATE|"
+    r"BOOLEAN|BOOL|TIME)(_[A-Z]+)?(?![A-Z0-9_\[])"
+)
+
+
+def _missing_counts(b: Backend, table: str, skip: tuple[str, ...]) -> tuple[list[str], str]:
+    """The columns of a raw table and SQL expressions counting each one's missing values: NULL, and for text
+    columns also empty or blank. Typed columns (from Parquet or Excel) are not cast to text: a cast of every
+    value costs seconds on millions of rows and a number or timestamp cannot be blank."""
+    cols = [(c, t) for c, t in b.columns(table) if c not in skip]
+    parts = ", ".join(
+        f"count(*) - count({quote(c)})"
+        if _TYPED.match(t)
+        else f"count(*) - count(NULLIF(trim(CAST({quote(c)} AS VARCHAR)), ''))"
+        for c, t in cols
+    )
+    return [c for c, _ in cols], parts
+
+
 def _data_summary(s: RunState) -> dict[str, Any]:
     b = s.backend
-    raw_cols = [c for c, _ in b.columns("raw_transactions") if c not in ("_row_id", "_source")]
-    parts = ", ".join(f"count(*) - count(NULLIF(trim(CAST({quote(c)} AS VARCHAR)), ''))" for c in raw_cols)
+    raw_cols, parts = _missing_counts(b, "raw_transactions", ("_row_id", "_source"))
     row = b.con.execute(f"SELECT count(*), {parts} FROM raw_transactions").fetchall()[0]
     assert row is not None
     total = int(row[0])
@@ -103,8 +125,7 @@ def _events_summary(s: RunState) -> dict[str, Any]:
 
     e = events_summary(s.backend)
     b = s.backend
-    raw_cols = [c for c, _ in b.columns("raw_events") if c not in ("_row_id", "_source")]
-    parts = ", ".join(f"count(*) - count(NULLIF(trim(CAST({quote(c)} AS VARCHAR)), ''))" for c in raw_cols)
+    raw_cols, parts = _missing_counts(b, "raw_events", ("_row_id", "_source"))
     row = b.rows(f"SELECT {parts} FROM raw_events")[0]
     mapping = s.events_ingest.mapping.source if s.events_ingest is not None else {}
     missing = pd.DataFrame(
@@ -362,8 +383,7 @@ def _customers_summary(s: RunState) -> dict[str, Any]:
     assert s.customers is not None
     b = s.backend
     c = s.customers.clean
-    raw_cols = [col for col, _ in b.columns("raw_customers") if col != "_source"]
-    parts = ", ".join(f"count(*) - count(NULLIF(trim(CAST({quote(col)} AS VARCHAR)), ''))" for col in raw_cols)
+    raw_cols, parts = _missing_counts(b, "raw_customers", ("_source",))
     row = b.con.execute(f"SELECT {parts} FROM raw_customers").fetchall()[0]
     attr = {a.source: a.name for a in s.customers.ingest.attributes}
     missing = pd.DataFrame(
@@ -437,8 +457,12 @@ def _customer_context(s: RunState) -> dict[str, Any]:
                 "AOV": b["aov"],
                 "internal / 1,000": b["internal_per_1000"],
                 "external / 1,000": b["external_per_1000"],
-                "ratio (interval)": [f"{r.ratio:.2f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})" for r in b.itertuples()],
+                "ratio (interval)": [
+                    f"{r.ratio:.2f} ({r.ratio_low:.2f}-{r.ratio_high:.2f})" if r.ratio == r.ratio else ""
+                    for r in b.itertuples()
+                ],
                 "break-even CPC": b["break_even_cpc"],
+                "break-even AOV": b["break_even_aov"],
                 "advice": b["recommendation"],
             }
         )
