@@ -171,6 +171,35 @@ def test_segment_detail_profile_and_products(
     assert all(p["buyers"] >= floor for p in d["banner_products"])
 
 
+def test_banner_products_leave_out_what_the_business_filters_exclude(run_dir: Path, tmp_path: Path) -> None:
+    """Products the run's filters excluded (the recommend step's ``rec_excluded``) are never a segment's top or
+    banner products in the API, and the ranks stay 1, 2, 3, … after them."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    before = RunData.open(copy)
+    try:
+        top = before.segment_products
+        first = top[top["rank"] == 1].iloc[0]
+        seg, gone = int(first["segment"]), str(first["product_id"])
+        second = str(top[(top["segment"] == seg) & (top["rank"] == 2)].iloc[0]["product_id"])
+    finally:
+        before.close()
+    with duckdb.connect(str(copy / "shopseg.duckdb")) as con:
+        con.execute("CREATE OR REPLACE TABLE rec_excluded AS SELECT ? AS id, 0 AS code", [gone])
+    after = RunData.open(copy)
+    try:
+        p = after.segment_products
+        assert gone not in set(p["product_id"])
+        mine = p[p["segment"] == seg]
+        assert mine["rank"].tolist() == list(range(1, len(mine) + 1))
+        assert mine.iloc[0]["product_id"] == second
+        assert gone not in {b["product_id"] for b in after.banner_products(seg, n=50)}
+    finally:
+        after.close()
+
+
 def test_segment_rules_from_the_run(run_dir: Path, tmp_path: Path) -> None:
     """Rules come from ``segment_rules.json`` when the run has it, else from the ``segment_rules`` table, else
     they are null."""

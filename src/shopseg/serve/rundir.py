@@ -316,11 +316,14 @@ class RunData:
             cols = ["segment", "rank", "product_id", "product_name", "buyers", "buyer_share", "lift"]
             if not self.has_products:
                 return pd.DataFrame(columns=cols)
+            # products the run's business filters exclude (recommend step: rec_excluded) are never banner products
+            keep = "s.product_id NOT IN (SELECT id FROM rec_excluded)" if "rec_excluded" in self.tables else "true"
             names = self._names_sql("product_id IN (SELECT product_id FROM segment_items WHERE seg_rank <= 100)")
             return self.df(
-                f"WITH names AS ({names}) SELECT s.segment, s.seg_rank AS rank, s.product_id, names.product_name, "
-                "s.buyers, s.buyer_share, s.lift FROM segment_items s LEFT JOIN names USING (product_id) "
-                "WHERE s.seg_rank <= 100 ORDER BY s.segment, s.seg_rank"
+                f"WITH names AS ({names}), s AS (SELECT * FROM segment_items s WHERE {keep}) "
+                "SELECT * FROM (SELECT s.segment, row_number() OVER (PARTITION BY s.segment ORDER BY s.seg_rank) "
+                "AS rank, s.product_id, names.product_name, s.buyers, s.buyer_share, s.lift "
+                "FROM s LEFT JOIN names USING (product_id)) WHERE rank <= 100 ORDER BY segment, rank"
             )
 
         frame: pd.DataFrame = self._lazy("segment_products", make)
