@@ -70,6 +70,9 @@ def test_duckdb_is_the_source_dialect_and_left_alone() -> None:
         ("SELECT regexp_replace(v, 'a', 'b', 'g') FROM t", "REGEXP_REPLACE(v, 'a', 'b')"),
         ("SELECT regexp_replace(v, 'a', 'b', 'gi') FROM t", "CONCAT('(?i)', 'a')"),
         ("SELECT quantile_cont(s, 0.25) FROM t", "PERCENTILE(s, CAST(0.25 AS DOUBLE))"),
+        # a materialization hint is dropped; hash() keeps 64 bits
+        ("WITH a AS NOT MATERIALIZED (SELECT 1 AS x) SELECT x FROM a", "WITH a AS (SELECT 1 AS x) SELECT x FROM a"),
+        ("SELECT hash(a, b) FROM t GROUP BY hash(a, b)", "SELECT XXHASH64(a, b) FROM t GROUP BY XXHASH64(a, b)"),
         ("SELECT least(1.0, x / 86400.0) FROM t", "LEAST(CAST(1.0 AS DOUBLE), x / CAST(86400.0 AS DOUBLE))"),
         (
             "SELECT v FROM t WHERE v IS NOT NULL USING SAMPLE reservoir(20000 ROWS) REPEATABLE (7)",
@@ -135,6 +138,14 @@ def test_the_feature_definitions_translate_without_refusal() -> None:
     assert "WEEKDAY(ts) + 1" in sql and "DAYOFWEEK" not in sql
     assert "UNIX_MICROS(o.last_ts)" in sql and "UNIX_TIMESTAMP" not in sql
     assert "86400.0 AS DOUBLE" in sql
+
+
+def test_the_event_feature_definitions_translate() -> None:
+    from shopseg.features.events import event_feature_sql
+
+    sql = spark(event_feature_sql(datetime(2019, 10, 31)))
+    assert "MATERIALIZED" not in sql and "XXHASH64(customer_id)" in sql
+    assert "HASH(" not in sql.replace("XXHASH64(", "")
 
 
 def test_the_cleaning_rules_translate() -> None:

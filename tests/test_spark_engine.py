@@ -81,3 +81,28 @@ def test_a_whole_run_on_spark_writes_the_same_run_folder_as_duckdb(tmp_path: Pat
     assert saved["algorithm"] == "kmeans"
     # the session was the test run's: still usable
     assert spark_support.session().range(3).count() == 3
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_a_whole_run_with_orders_events_and_customers_on_spark_matches_duckdb(tmp_path: Path) -> None:
+    from shopseg.datasets_events import generate_events
+
+    spark_support.session()
+    g = generate_events(150, seed=3)
+    files = {name: tmp_path / f"{name}.parquet" for name in ("orders", "events", "customers")}
+    g.orders.to_parquet(files["orders"], index=False)
+    g.events.to_parquet(files["events"], index=False)
+    g.customers.to_parquet(files["customers"], index=False)
+    cfg: dict[str, Any] = {"segment.stability_resamples": 2, "segment.gap_references": 0}
+    kw: dict[str, Any] = {"events": [files["events"]], "customers": [files["customers"]]}
+    duck = run([files["orders"]], tmp_path / "duckdb", load_config(None, cfg), **kw)
+    spark = run([files["orders"]], tmp_path / "spark", load_config(None, {**cfg, "engine.name": "spark"}), **kw)
+    assert spark.manifest["rows"] == duck.manifest["rows"]
+    assert spark.manifest["events"]["rows"] == duck.manifest["events"]["rows"]
+    pd.testing.assert_frame_equal(spark.segments, duck.segments)
+    for name in ("segments.parquet", "recommendations.parquet"):
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(tmp_path / "spark" / name), pd.read_parquet(tmp_path / "duckdb" / name), obj=name
+        )
+    assert (tmp_path / "spark" / "spark-tables" / "events_flagged").is_dir()  # the events were cleaned on Spark

@@ -17,6 +17,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sklearn.cluster import KMeans
+from sklearn.metrics import adjusted_rand_score
 
 import spark_support
 from shopseg.backends import DuckDBBackend
@@ -124,6 +126,29 @@ def test_generated_shop_as_parquet_with_outliers_removed(spark: Any, tmp_path: P
     d, s = both(spark, tmp_path, [path], CleanConfig(outliers="remove", outlier_threshold=2.0))
     assert d.clean.outlier_customers, "the threshold is low enough to remove someone"
     assert_same(d, s)
+    assert_same_segments(d, s)
+
+
+def assert_same_segments(d: Outcome, s: Outcome) -> None:
+    """Segments of the DuckDB run's features (scikit-learn K-Means) and of the Spark run's features (MLlib
+    K-Means): the same partition from the same initial centres, ARI >= 0.99 from each engine's own start."""
+    from shopseg.segment import KMeansSegmenter
+    from shopseg.segment.spark_mllib import SparkKMeansSegmenter
+
+    features = ["recency_days", "frequency", "avg_order_value", "tenure_days"]
+    quick: dict[str, Any] = {"stability_resamples": 0, "gap_references": 0, "seed": 0}
+    fd, fs = d.features.frame.sort_values("customer_id"), s.features.frame.sort_values("customer_id")
+    duck = KMeansSegmenter(features, **quick).fit(fd)
+    x = duck.transform(fd)
+    start = duck.centers_ + 0.25  # not the converged centres: Lloyd's iterations have work to do
+    ref = KMeans(n_clusters=len(start), init=start, n_init=1, tol=0.0, max_iter=300).fit(x)
+    same_start = SparkKMeansSegmenter(
+        features, k=len(start), init_centers=start.tolist(), tol=1e-12, max_iter=300, **quick
+    ).fit(fs)
+    assert adjusted_rand_score(ref.labels_, same_start.labels_) == 1.0
+    own = SparkKMeansSegmenter(features, **quick).fit(fs)
+    assert own.k_ == duck.k_
+    assert adjusted_rand_score(duck.labels_, own.labels_) >= 0.99
 
 
 def test_generated_shop_as_csv_files_and_parquet_together(spark: Any, tmp_path: Path) -> None:
@@ -158,3 +183,76 @@ def test_semicolon_csv_with_decimal_commas_and_day_first_dates(spark: Any, tmp_p
     assert d.ingest.mapping.decimal_comma
     assert d.ingest.mapping.date_format == "%d/%m/%Y %H:%M"
     assert_same(d, s)
+
+
+def test_generated_shop_with_orders_events_and_customer_attributes(spark: Any, tmp_path: Path) -> None:
+    """All three sources: order lines and a clickstream (with planted bad rows) cleaned and turned into
+    features on each engine, then the customer table joined on the run's DuckDB database (where the Spark
+    engine publishes its tables): the same counts, quarantine and joined features."""
+    from shopseg.backends.spark import SparkBackend
+    from shopseg.clean.events import clean_events, combine_quarantine
+    from shopseg.config import CustomersConfig, EventsConfig
+    from shopseg.datasets_events import generate_events
+    from shopseg.features.customers import join_run_features, load_customer_table
+    from shopseg.features.events import build_run_features
+    from shopseg.ingest.events import ingest_events
+
+    g = generate_events(150, seed=3)
+    events = g.events.astype({"user_id": "Int64"})
+    bad = events.iloc[[0, 1, 2, 3]].copy()
+    bad.iloc[0, events.columns.get_loc("user_id")] = None  # missing_customer
+    bad.iloc[1, events.columns.get_loc("event_type")] = "zzz"  # unknown_event_type
+    bad.iloc[2, events.columns.get_loc("price")] = -1.0  # non_positive_price
+    events = pd.concat([events, bad, events.iloc[[10]]], ignore_index=True)  # + exact duplicates
+    events.to_parquet(tmp_path / "events.parquet", index=False)
+    g.orders.to_parquet(tmp_path / "orders.parquet", index=False)
+    g.customers.to_parquet(tmp_path / "customers.parquet", index=False)
+
+    results = {}
+    duck = DuckDBBackend(tmp_path / "run.duckdb")
+    published = DuckDBBackend(tmp_path / "spark-run.duckdb")
+    sb = SparkBackend(tmp_path / "warehouse", spark=spark)
+    try:
+        for name, engine, database in (("duckdb", duck, duck), ("spark", sb, published)):
+            work = tmp_path / f"work-{name}"
+            oi = ingest_transactions(engine, [tmp_path / "orders.parquet"], InputConfig(), work=work)
+            ei = ingest_events(engine, [tmp_path / "events.parquet"], EventsConfig(), work=work)
+            oc = clean_transactions(engine, oi, CleanConfig())
+            ec = clean_events(engine, ei, EventsConfig())
+            combine_quarantine(engine, orders=True, events=True)
+            fs = build_run_features(
+                engine, None, order_columns=set(oi.mapping.source), event_columns=set(ei.mapping.source)
+            )
+            engine.publish(database)
+            cust = load_customer_table(
+                database, [str(tmp_path / "customers.parquet")], CustomersConfig(), as_of=fs.as_of, alone=False,
+                work=work,
+            )  # fmt: skip
+            joined = join_run_features(cust, fs)
+            quarantine = database.df(
+                "SELECT source_table, _row_id, reason FROM quarantine WHERE _row_id IS NOT NULL ORDER BY 1, 2"
+            )
+            results[name] = (oc.as_dict(), ec.as_dict(), joined, quarantine, list(fs.frame.columns))
+    finally:
+        duck.close()
+        published.close()
+        sb.close()
+    d, s = results["duckdb"], results["spark"]
+    # reconciliation of both sources, rule by rule
+    assert s[0] == d[0] and s[1] == d[1]
+    by_rule = d[1]["by_rule"]
+    assert by_rule["missing_customer"] >= 1 and by_rule["unknown_event_type"] >= 1 and by_rule["duplicate"] >= 1
+    pd.testing.assert_frame_equal(s[3], d[3], check_dtype=False)
+    # every feature of every customer: order, event and customer-attribute columns
+    fd = d[2].frame.set_index("customer_id").sort_index()
+    fs_ = s[2].frame.set_index("customer_id").sort_index()
+    assert list(fs_.index) == list(fd.index) and list(fs_.columns) == list(fd.columns)
+    assert len(fd) == 150
+    assert len(fd.columns) > len(d[4]) - 1, "the customer table added columns to the order and event features"
+    for col in fd.columns:
+        if col in d[2].numeric:
+            x, y = fs_[col].to_numpy(float), fd[col].to_numpy(float)
+            assert np.array_equal(np.isnan(x), np.isnan(y)), col
+            np.testing.assert_allclose(x, y, rtol=1e-9, atol=0, err_msg=col)
+        else:
+            assert fs_[col].astype(str).tolist() == fd[col].astype(str).tolist(), col

@@ -423,6 +423,18 @@ def _union_by_name(node: exp.Expression) -> bool:
     return isinstance(node, exp.Union) and bool(node.args.get("by_name"))
 
 
+def _not_materialized(node: exp.Expression) -> exp.Expression | None:
+    if node.args.get("materialized") is None:
+        return None
+    new = node.copy()
+    new.set("materialized", None)
+    return new
+
+
+def _hash64(node: exp.Expression) -> exp.Expression:
+    return _fn("XXHASH64", *(e.copy() for e in node.expressions))
+
+
 def _star_exclude(node: exp.Expression) -> bool:
     return isinstance(node, exp.Star) and any(
         node.args.get(k) for k in ("except", "except_", "replace", "replace_", "rename", "rename_")
@@ -498,6 +510,20 @@ SPARK_FIXUPS: tuple[Fixup, ...] = (
         "digits); DuckDB computes such expressions in DOUBLE, so the literals become DOUBLE",
         exp.Literal,
         _decimal_literal,
+    ),
+    Fixup(
+        "WITH ... AS [NOT] MATERIALIZED",
+        "Spark has no materialization hints on CTEs (it decides itself); the hint is a speed choice, so it is dropped",
+        exp.CTE,
+        _not_materialized,
+    ),
+    Fixup(
+        "hash",
+        "DuckDB's hash() is 64 bits, Spark's HASH() 32 bits: grouping by it would merge groups at a few "
+        "hundred thousand keys; XXHASH64 is 64 bits (a different value, used only as a grouping key)",
+        exp.Anonymous,
+        _hash64,
+        function="hash",
     ),
     Fixup(
         "USING SAMPLE n ROWS",

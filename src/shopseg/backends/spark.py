@@ -261,6 +261,7 @@ class SparkBackend:
         self._names: dict[str, str] = {}  # table (lower case) -> its name as created
         # the DuckDB statements that made, renamed or dropped views, with the view they make (for publish)
         self._view_log: list[tuple[str, str]] = []
+        self._view_sql: dict[str, str] = {}  # view → its Spark SQL query
 
     # ------------------------------------------------------------------------------------------ SQL
     def _parse(self, sql: str, params: list[Any] | None) -> exp.Expression:
@@ -337,8 +338,10 @@ class SparkBackend:
         name = target.name
         query = tree.expression
         if kind == "VIEW" and query is not None:
-            self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {_q(name)} AS {self._sql_dialect.generate(query)}")
+            text = self._sql_dialect.generate(query)
+            self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {_q(name)} AS {text}")
             self._views.add(name.lower())
+            self._view_sql[name.lower()] = text
             self._drop_data(name)
         elif kind == "TABLE" and query is not None:
             self._materialize(name, self.spark.sql(self._sql_dialect.generate(query)))
@@ -370,7 +373,15 @@ class SparkBackend:
         if str(tree.args.get("kind") or "").upper() != "VIEW" or len(actions) != 1:
             raise BackendError(f"the Spark backend renames views only (ALTER VIEW a RENAME TO b): {tree.sql()[:300]}")
         old, new = tree.this.name, actions[0].this.name
-        self.spark.sql(f"ALTER VIEW {_q(old)} RENAME TO {_q(new)}")
+        text = self._view_sql.pop(old.lower(), None)
+        if text is None:
+            self.spark.sql(f"ALTER VIEW {_q(old)} RENAME TO {_q(new)}")
+        else:
+            # made again under the new name from its query: a view renamed by Spark keeps its old name inside,
+            # and a view that reads it by the new name then fails to resolve
+            self.spark.sql(f"CREATE OR REPLACE TEMPORARY VIEW {_q(new)} AS {text}")
+            self.spark.catalog.dropTempView(old)
+            self._view_sql[new.lower()] = text
         self._views.discard(old.lower())
         self._views.add(new.lower())
 
@@ -379,6 +390,7 @@ class SparkBackend:
             name = table.name
             self.spark.catalog.dropTempView(name)
             self._views.discard(name.lower())
+            self._view_sql.pop(name.lower(), None)
             self._drop_data(name)
 
     def _materialize(self, name: str, frame: DataFrame, *, hidden_rowid: bool = False) -> None:
