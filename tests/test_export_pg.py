@@ -50,7 +50,7 @@ def dsn() -> Iterator[str]:
 def db(dsn: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """A connection to a clean database (the export's tables dropped before each test)."""
     with psycopg.connect(dsn, autocommit=True) as con:
-        for t in ("segments", "profiles", "recommendations", "runs"):
+        for t in ("segments", "profiles", "recommendations", "banners", "runs"):
             con.execute(f"DROP TABLE IF EXISTS public.shopseg_{t}")
         con.execute("DROP SCHEMA IF EXISTS crm CASCADE")
         yield con
@@ -96,6 +96,14 @@ def test_round_trip_of_the_run_tables(run_dir: Path, dsn: str, db: psycopg.Conne
     got = recs.sort_values(["customer_id", "rank"]).reset_index(drop=True)
     exp = want_recs[["customer_id", "rank", "product_id", "product_name"]].sort_values(["customer_id", "rank"])
     pd.testing.assert_frame_equal(got, exp.reset_index(drop=True), check_dtype=False)
+    # the banner plan: one row per segment and slot, the decision and its economics as the run wrote them
+    banners = _pg(db, "SELECT * FROM shopseg_banners ORDER BY segment, slot")
+    want_ban = _run_table(run_dir, "SELECT * FROM banners ORDER BY segment, slot")
+    assert len(want_ban) > 0 and rep.rows["shopseg_banners"] == len(banners) == len(want_ban)
+    assert banners[["segment", "slot", "recommendation"]].values.tolist() == (
+        want_ban[["segment", "slot", "recommendation"]].values.tolist()
+    )
+    pd.testing.assert_series_equal(banners["ratio"], want_ban["ratio"], check_exact=False, rtol=1e-12)
     runs = _pg(db, "SELECT * FROM shopseg_runs")
     assert runs["run_id"].tolist() == [rid]
     assert runs["customers"].tolist() == [len(want)] and runs["pseudonymised"].tolist() == [False]
@@ -152,7 +160,7 @@ def test_schema_prefix_and_new_columns(run_dir: Path, dsn: str, db: psycopg.Conn
     db.execute("CREATE SCHEMA crm")
     db.execute("CREATE TABLE crm.seg_segments (run_id text NOT NULL, customer_id text)")  # an older, narrower table
     rep = export_run(run_dir, dsn, schema="crm", table_prefix="seg_")
-    assert set(rep.rows) == {"seg_segments", "seg_profiles", "seg_recommendations"}
+    assert set(rep.rows) == {"seg_segments", "seg_profiles", "seg_recommendations", "seg_banners"}
     cols = {
         r[0]
         for r in db.execute(
@@ -183,6 +191,7 @@ def test_pseudonymised_and_small_segments_left_out(
     assert small not in set(seg["segment"]) and small not in set(
         _pg(db, "SELECT segment FROM shopseg_profiles")["segment"]
     )
+    assert small not in set(_pg(db, "SELECT segment FROM shopseg_banners")["segment"])
     recs = _pg(db, "SELECT DISTINCT customer_id FROM shopseg_recommendations")
     assert set(recs["customer_id"]) <= set(seg["customer_id"])
     assert not set(recs["customer_id"]) & set(crm["customer_id"])
@@ -190,7 +199,7 @@ def test_pseudonymised_and_small_segments_left_out(
     assert json.loads(runs["suppressed_segments"].iloc[0])[0]["segment"] == small
     everything = " ".join(
         str(v)
-        for t in ("segments", "profiles", "recommendations", "runs")
+        for t in ("segments", "profiles", "recommendations", "banners", "runs")
         for v in _pg(db, f"SELECT * FROM shopseg_{t}").to_numpy().ravel()
     )
     assert SALT not in everything
@@ -236,6 +245,9 @@ def test_file_exports_hold_the_run_tables(run_dir: Path, tmp_path: Path, fmt: st
     assert len(recs) == len(pd.read_parquet(run_dir / "recommendations.parquet"))
     prof = readers[fmt](tmp_path / f"profiles.{fmt}")
     assert prof["size"].sum() == len(want)
+    banners = readers[fmt](tmp_path / f"banners.{fmt}")
+    assert sorted(set(banners["segment"])) == sorted(set(want["segment"]))
+    assert rep.rows[f"banners.{fmt}"] == len(banners) == len(pd.read_csv(run_dir / "banners.csv"))
     report = json.loads((tmp_path / "export_report.json").read_text())
     assert report["run_id"] == run_id(run_dir) and report["rows"] == rep.rows
     assert not list(tmp_path.glob("*.tmp"))

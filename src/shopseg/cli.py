@@ -523,7 +523,7 @@ def export_cmd(
         str, typer.Option("--mode", help="PostgreSQL: replace (only this run) or run (keep other runs).")
     ] = "replace",
 ) -> None:
-    """Export segments, profiles and recommendations to PostgreSQL, files or CRM-ready CSV layouts."""
+    """Export segments, profiles, recommendations and the banner plan to PostgreSQL, files or CRM-ready CSV layouts."""
     from shopseg.errors import ConfigError
     from shopseg.export.crm import FILE_FORMATS, export_run
 

@@ -124,8 +124,8 @@ def plan_export(
     salt: str | None = None,
     min_segment_size: int = 1,
 ) -> ExportPlan:
-    """The queries every export runs: segments, profiles, recommendations, with small segments left out and ids
-    pseudonymised when asked."""
+    """The queries every export runs: segments, profiles, recommendations and the banner plan, with small
+    segments left out and ids pseudonymised when asked."""
     _check_options(pseudonymise, salt, min_segment_size)
     sizes = con.execute("SELECT segment, name, size FROM profiles ORDER BY segment").fetchall()
     kept = [int(s) for s, _, n in sizes if int(n) >= min_segment_size]
@@ -153,6 +153,14 @@ def plan_export(
             f"ORDER BY {order}, r.rank",
             list(params),
         )
+    if "banners" in names:
+        # the banner decision per segment and slot (promote internally or sell, its economics, what to feature and
+        # when); a column no row has a value for is typed NULL in DuckDB, which a database export cannot declare
+        bcols = con.execute("DESCRIBE banners").fetchall()
+        sel = ", ".join(
+            f'CAST("{c}" AS DOUBLE) AS "{c}"' if str(t).strip('"').upper() == "NULL" else f'"{c}"' for c, t, *_ in bcols
+        )
+        tables["banners"] = (f"SELECT {sel} FROM banners WHERE segment IN {keep} ORDER BY segment, slot", [])
     notes: list[str] = []
     email_sql = None
     if "customers" in names:
