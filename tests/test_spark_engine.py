@@ -81,6 +81,9 @@ def test_a_whole_run_on_spark_writes_the_same_run_folder_as_duckdb(tmp_path: Pat
     assert saved["algorithm"] == "kmeans"
     # the session was the test run's: still usable
     assert spark_support.session().range(3).count() == 3
+    # Spark SQL's catalogue folder is not left in the directory the command was started from
+    warehouse = spark_support.session().conf.get("spark.sql.warehouse.dir") or ""
+    assert not warehouse.removeprefix("file:").startswith(str(Path.cwd()))
 
 
 @pytest.mark.spark

@@ -23,6 +23,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import uuid
 import warnings
 from functools import reduce
@@ -108,6 +109,9 @@ def spark_session(
         # local mode needs no network name; binding to loopback works offline and in containers
         settings["spark.driver.host"] = "127.0.0.1"
         settings["spark.driver.bindAddress"] = "127.0.0.1"
+        # shopseg keeps its tables under engine.spark_warehouse; Spark SQL's own catalogue folder would otherwise
+        # appear as an empty ./spark-warehouse wherever the command was started (a cluster keeps its own setting)
+        settings["spark.sql.warehouse.dir"] = str(Path(tempfile.gettempdir()) / "shopseg-spark-sql-warehouse")
     if driver_memory:
         settings["spark.driver.memory"] = driver_memory
     if executor_memory:
