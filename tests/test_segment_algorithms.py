@@ -230,6 +230,26 @@ def test_adjusted_rand_and_jaccard_by_hand() -> None:
     np.testing.assert_allclose(best_jaccard(a, np.array([-1, -1, 1, 1, 1, 1]), [0, 1]), [0.0, 0.5])
 
 
+@pytest.mark.parametrize("algorithm", ["kmeans", "ward", "gmm"])
+def test_stability_on_threads_is_the_same_as_in_one(algorithm: str) -> None:
+    """The bootstrap refits run on threads in a fit; drawn first, they give the same tables as one by one."""
+    from shopseg.segment import segmenter_from_config
+    from shopseg.segment.stability import bootstrap_stability
+
+    frame, _ = _blobs((120, 80, 60), seed=3)
+    cols = list(frame.columns)
+    seg = segmenter_from_config(SegmentConfig(algorithm=algorithm, features=cols, k=3, gap_references=0), cols)
+    seg.fit(frame)
+    x = seg.transform(frame)
+    kw = {"resamples": 6, "sample": 200, "threshold": 0.6, "seed": 5}
+    with compute_limits():
+        one = bootstrap_stability(seg, x, seg.labels_, [2, 3, 4], workers=1, **kw)
+        many = bootstrap_stability(seg, x, seg.labels_, [2, 3, 4], workers=3, **kw)
+    pd.testing.assert_frame_equal(many.table, one.table)
+    pd.testing.assert_frame_equal(many.segments, one.segments)
+    assert one.table["ari_mean"].notna().all()
+
+
 def test_stability_flags_arbitrary_splits_and_keeps_real_segments() -> None:
     rng = np.random.default_rng(0)
     x = np.vstack([rng.normal(0, 0.3, (200, 2)), rng.normal([5, -4], 0.3, (150, 2))])

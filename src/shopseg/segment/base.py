@@ -21,6 +21,7 @@ import importlib
 import inspect
 import json
 import math
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -339,6 +340,7 @@ class Segmenter:
                 sample=self.stability_sample,
                 threshold=self.stability_threshold,
                 seed=self.seed,
+                workers=min(2, os.cpu_count() or 1),
             )
             if self.stability_resamples > 0 and self.k_ >= 1
             else None

@@ -140,8 +140,11 @@ def bootstrap_stability(
     sample: int,
     threshold: float,
     seed: int,
+    workers: int = 1,
 ) -> Stability:
-    """Refit ``seg``'s algorithm on ``resamples`` seeded resamples of a base sample (see the module docstring)."""
+    """Refit ``seg``'s algorithm on ``resamples`` seeded resamples of a base sample (see the module docstring).
+    ``workers`` > 1 refits that many resamples at once on threads (the fits release the interpreter lock in
+    their compiled loops); every resample and its seed are drawn first, so the result does not depend on it."""
     from shopseg.segment.base import seeded_sample
 
     base = seeded_sample(len(x), sample, seed + 2)
@@ -150,12 +153,24 @@ def bootstrap_stability(
     rng = np.random.default_rng(seed + 3)
     runs: dict[int, list[np.ndarray]] = {k: [] for k in ks}
     subsample = seg.resampling == "subsample"
-    for r in range(resamples):
-        if subsample:
-            idx = np.sort(rng.choice(m, max(2, round(SUBSAMPLE_SHARE * m)), replace=False))
-        else:
-            idx = rng.integers(0, m, m)
-        got = seg._resample_labels(xb[idx], ks, seed + 100 + r, xb)
+    draws = [
+        np.sort(rng.choice(m, max(2, round(SUBSAMPLE_SHARE * m)), replace=False))
+        if subsample
+        else rng.integers(0, m, m)
+        for _ in range(resamples)
+    ]
+
+    def refit(r: int) -> dict[int, np.ndarray]:
+        return seg._resample_labels(xb[draws[r]], ks, seed + 100 + r, xb)
+
+    if workers > 1 and resamples > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=min(workers, resamples)) as pool:
+            results = list(pool.map(refit, range(resamples)))
+    else:
+        results = [refit(r) for r in range(resamples)]
+    for got in results:
         for k in ks:
             if k in got:
                 runs[k].append(got[k])
