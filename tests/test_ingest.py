@@ -482,6 +482,29 @@ def test_files_with_different_delimiters(write_file: Write, ingest: Ingest, back
     assert list(df["ts"]) == [ts(f"2011-01-{d}") for d in (16, 17, 18, 19)]
 
 
+def test_mixed_line_endings_in_one_csv(tmp_path: Path, ingest: Ingest, backend: DuckDBBackend) -> None:
+    """CRLF and LF lines in one file (exports appended to each other): every row read, in order, with a note;
+    a quoted field keeps its line break (as LF)."""
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    rows = [
+        '536365,85123A,"WHITE\r\nHEART",6,2010-12-01 08:26:00,2.55,17850,United Kingdom',
+        "536366,71053,LANTERN,6,2010-12-01 08:28:00,3.39,17850,United Kingdom",
+        "536367,22633,HAND WARMER,6,2010-12-02 08:28:00,1.85,17851,United Kingdom",
+        "536368,22634,ALARM CLOCK,2,2010-12-03 08:28:00,3.75,17852,France",
+    ]
+    ends = ["\r\n", "\r\n", "\n", "\n", "\r\n"]
+    path = tmp_path / "mixed.csv"
+    path.write_bytes("".join(line + end for line, end in zip([header, *rows], ends, strict=True)).encode())
+    result = ingest(path)
+    assert result.input_rows == 4 and result.rejected_lines == 0
+    assert any("CRLF and LF" in n for n in result.notes)
+    df = typed(backend)
+    assert list(df["order_id"]) == ["536365", "536366", "536367", "536368"]
+    assert list(df["customer_id"]) == ["17850", "17850", "17851", "17852"]
+    assert df["product_name"].iloc[0] == "WHITE\nHEART"
+    assert set(backend.df("SELECT DISTINCT _source FROM raw_transactions")["_source"]) == {str(path)}
+
+
 def test_parquet_keeps_types(tmp_path: Path, ingest: Ingest, backend: DuckDBBackend) -> None:
     table = pa.table(
         {

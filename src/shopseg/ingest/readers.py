@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from shopseg.backends.base import Backend, CsvGroup, RawPlan
-from shopseg.errors import DataError, InputError
+from shopseg.errors import BackendError, DataError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +236,23 @@ def _transcode(path: Path, dialect: CsvDialect, work: Path) -> Path:
     return out
 
 
+def _one_line_ending(group: CsvGroup, work: Path) -> CsvGroup:
+    """The group with every file to read rewritten (UTF-8, streaming) with LF line endings: CRLF and a lone CR
+    become LF, inside quoted fields too."""
+    work.mkdir(parents=True, exist_ok=True)
+    files = []
+    for source, target in group.files:
+        out = work / f"{abs(hash(str(target.resolve())))}_{re.sub(r'[^0-9A-Za-z_.-]', '_', target.name)}.lf.csv"
+        enc = "utf-8-sig" if target == source else "utf-8"  # `target` is the input, or already a UTF-8 copy
+        with _open_binary(target) as fb, out.open("w", encoding="utf-8", newline="") as fo:
+            # universal newlines: "\r\n" and "\r" are read as "\n"
+            reader = io.TextIOWrapper(fb, encoding=enc, errors="replace", newline=None)  # type: ignore[type-var,arg-type]
+            while chunk := reader.read(4 * 1024 * 1024):
+                fo.write(chunk)
+        files.append((source, out))
+    return CsvGroup(group.delimiter, group.header, group.columns, files)
+
+
 # --------------------------------------------------------------------------------------------- loading
 
 
@@ -290,7 +307,16 @@ def load_raw(
             for f in group:
                 plan.excel.append((f, read_excel(f, sheet)))
                 file_facts.append({"path": str(f), "format": "excel", "sheet": sheet or "(first)"})
-    rows, rejected = backend.load_raw(table, plan)
+    try:
+        rows, rejected = backend.load_raw(table, plan)
+    except BackendError as exc:
+        if not plan.csv or "CSV" not in str(exc):
+            raise
+        # DuckDB's CSV reader stops on a file that mixes line endings (CRLF and LF, e.g. exports appended to each
+        # other on different systems); read copies with one line ending instead, found only when it happens
+        plan.csv = [_one_line_ending(g, work) for g in plan.csv]
+        rows, rejected = backend.load_raw(table, plan)
+        notes.append("CSV lines end in both CRLF and LF; read from a copy with LF line endings only")
     cols = [c for c, _ in backend.columns(table) if c not in ("_row_id", "_source")]
     if rows == 0 and rejected == 0:
         raise DataError(
