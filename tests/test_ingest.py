@@ -462,6 +462,7 @@ def test_folder_mixes_csv_and_parquet(
     result = ingest(tmp_path / "in")
     assert [f.name for f in result.files] == ["a.csv", "b.parquet"]
     assert result.input_rows == 6
+    assert not [n for n in result.notes if "missing from" in n]  # both files have every column
     df = typed(backend)
     tail = df[df["order_id"].isin(["600001", "600002"])]
     assert list(tail["customer_id"]) == ["12345", None]
@@ -503,6 +504,20 @@ def test_mixed_line_endings_in_one_csv(tmp_path: Path, ingest: Ingest, backend: 
     assert list(df["customer_id"]) == ["17850", "17850", "17851", "17852"]
     assert df["product_name"].iloc[0] == "WHITE\nHEART"
     assert set(backend.df("SELECT DISTINCT _source FROM raw_transactions")["_source"]) == {str(path)}
+
+
+def test_a_column_only_some_files_have_is_named(write_file: Write, ingest: Ingest, backend: DuckDBBackend) -> None:
+    """Files united by name: a column another file lacks is empty on that file's rows, and a note says which."""
+    write_file("in/a.csv", RETAIL_HEADER + RETAIL_ROWS)
+    no_country = RETAIL_HEADER.replace(",Country", "")
+    rows = "".join(line.rsplit(",", 1)[0] + "\n" for line in RETAIL_ROWS.splitlines(keepends=False) if line)
+    path = write_file("in/b.csv", no_country + rows)
+    result = ingest(path.parent)
+    notes = [n for n in result.notes if "missing from" in n]
+    assert notes == ["column 'Country' is missing from 1 of 2 input files (b.csv); it is empty on their rows"]
+    df = typed(backend)
+    n = len([line for line in RETAIL_ROWS.splitlines() if line])
+    assert result.input_rows == 2 * n and df["country"].isna().sum() == n
 
 
 def test_parquet_keeps_types(tmp_path: Path, ingest: Ingest, backend: DuckDBBackend) -> None:

@@ -236,6 +236,33 @@ def _transcode(path: Path, dialect: CsvDialect, work: Path) -> Path:
     return out
 
 
+def _partial_columns(plan: RawPlan) -> list[str]:
+    """Notes for columns that only some input files have: the files are united by column name, so those
+    columns are empty on the other files' rows (which the cleaning then judges, e.g. as missing customers)."""
+    import pyarrow.parquet as pq
+
+    have: list[tuple[Path, set[str]]] = []
+    for f in plan.parquet:
+        have.append((f, set(pq.ParquetFile(f).schema_arrow.names)))
+    for g in plan.csv:
+        have += [(src, set(g.columns)) for src, _ in g.files]
+    for f, data in plan.excel:
+        have.append((f, set(data.column_names)))
+    if len(have) < 2:
+        return []
+    every = sorted(set().union(*(c for _, c in have)))
+    notes = []
+    for col in every:
+        lacking = [f.name for f, c in have if col not in c]
+        if lacking:
+            shown = ", ".join(lacking[:3]) + (f" and {len(lacking) - 3} more" if len(lacking) > 3 else "")
+            notes.append(
+                f"column '{col}' is missing from {len(lacking)} of {len(have)} input files ({shown}); it is empty "
+                "on their rows"
+            )
+    return notes
+
+
 def _one_line_ending(group: CsvGroup, work: Path) -> CsvGroup:
     """The group with every file to read rewritten (UTF-8, streaming) with LF line endings: CRLF and a lone CR
     become LF, inside quoted fields too."""
@@ -318,6 +345,7 @@ def load_raw(
         rows, rejected = backend.load_raw(table, plan)
         notes.append("CSV lines end in both CRLF and LF; read from a copy with LF line endings only")
     cols = [c for c, _ in backend.columns(table) if c not in ("_row_id", "_source")]
+    notes += _partial_columns(plan)
     if rows == 0 and rejected == 0:
         raise DataError(
             "the input has no data rows: " + ", ".join(str(f) for f in files[:3]) + (" …" if len(files) > 3 else "")
