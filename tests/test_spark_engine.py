@@ -45,6 +45,47 @@ def test_the_cli_reports_the_missing_extra_with_exit_code_2(
     assert "Spark backend needs: pip install 'shopseg[spark]'" in " ".join(err.split())
 
 
+def test_the_spark_als_recommender_without_pyspark_says_how_to_install_it(without_pyspark: None) -> None:
+    from shopseg.config import RecommendConfig
+    from shopseg.recommend.methods import make_recommender
+
+    monkey = sys.modules.pop("shopseg.recommend.spark_als", None)
+    try:
+        with pytest.raises(ConfigError, match=r"spark_als.*pip install 'shopseg\[spark\]'.*'als'"):
+            make_recommender("spark_als", RecommendConfig(), threads=1, seed=0)
+    finally:
+        if monkey is not None:
+            sys.modules["shopseg.recommend.spark_als"] = monkey
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_spark_als_is_a_method_of_a_run_on_spark(tmp_path: Path) -> None:
+    """``spark_als`` in a run on the Spark engine: evaluated on the time split beside the others, and with
+    ``method = "spark_als"`` its lists are the run's recommendations."""
+    spark_support.session()
+    cfg: dict[str, Any] = {
+        "engine.name": "spark",
+        "segment.stability_resamples": 2,
+        "segment.gap_references": 0,
+        "recommend.methods": ["popularity", "spark_als"],
+        "recommend.method": "spark_als",
+        "recommend.factors": 8,
+        "recommend.iterations": 3,
+    }
+    result = run([sample_path()], tmp_path / "spark", load_config(None, cfg))
+    ev = result.manifest["recommendation_evaluation"]
+    assert ev["method"] == "spark_als"
+    for mode in ("all", "new"):
+        assert [r["method"] for r in ev["tables"][mode]] == ["popularity", "spark_als"]
+        assert all(0.0 <= r["recall@10"] <= 1.0 for r in ev["tables"][mode])
+    recs = pd.read_parquet(tmp_path / "spark" / "recommendations.parquet")
+    assert recs["customer_id"].nunique() == len(result.segments)
+    assert set(recs["source"]) <= {"spark_als", "popularity", "segment", "cold start"} and len(recs) > 0
+    saved = json.loads((tmp_path / "spark" / "model" / "recommender" / "recommender.json").read_text())
+    assert saved["class"] == "spark_als" and saved["params"]["factors"] == 8
+
+
 def test_engine_settings_are_validated_and_default_to_duckdb(tmp_path: Path) -> None:
     assert RunConfig().engine.name == "duckdb"
     cfg = load_config(None, {"engine.name": "spark", "engine.spark_master": "spark://host:7077"})

@@ -294,7 +294,8 @@ class RecommendConfig(_Section):
             "blend",
         ],
         description="Recommenders compared on the time split. Also available: item_knn_cosine, als, bpr "
-        "(matrix factorisation; slower, opt-in).",
+        "(matrix factorisation; slower, opt-in), spark_als (ALS fitted by Spark MLlib; needs the spark extra, runs "
+        "on the Spark engine's session or a local one).",
     )
     metric: str = Field(
         "ndcg@10",

@@ -36,6 +36,24 @@ def _rebuy(cfg: RecommendConfig) -> Rebuy | None:
     return None if cfg.rebuy == "default" else cfg.rebuy
 
 
+def _spark_als(cfg: RecommendConfig, threads: int, seed: int) -> Recommender:
+    """Spark MLlib's ALS (on the run's Spark session, or a local one); needs the spark extra."""
+    try:
+        import pyspark  # noqa: F401
+
+        from shopseg.recommend.spark_als import SparkALS
+    except ImportError as exc:
+        from shopseg.backends import SPARK_INSTALL_HINT
+
+        missing = f" ({exc.name} is not installed)" if exc.name else ""
+        raise ConfigError(
+            f"recommender 'spark_als': {SPARK_INSTALL_HINT}{missing}; or use 'als' (implicit, no Spark)"
+        ) from None
+    return SparkALS(
+        factors=cfg.factors, iterations=cfg.iterations, num_threads=threads, random_state=seed, rebuy=_rebuy(cfg)
+    )
+
+
 def _knn(cfg: RecommendConfig, threads: int, similarity: Literal["bm25", "cosine"] = "bm25") -> ItemKNN:
     return ItemKNN(similarity=similarity, neighbours=cfg.neighbours, num_threads=threads, rebuy=_rebuy(cfg))
 
@@ -74,6 +92,12 @@ METHODS: dict[str, Method] = {
     "als": Method(
         "matrix factorisation (implicit ALS; confidence from recency-weighted orders)",
         lambda c, t, s: ALS(factors=c.factors, iterations=c.iterations, num_threads=t, random_state=s, rebuy=_rebuy(c)),
+        "dense",
+    ),
+    "spark_als": Method(
+        "matrix factorisation (Spark MLlib implicit ALS on the run's Spark session; confidence from recency-weighted "
+        "orders)",
+        _spark_als,
         "dense",
     ),
     "bpr": Method(
