@@ -20,7 +20,7 @@ from shopseg.clean import DUPLICATE_PASS, MALFORMED_RULE, CleanResult, Rule, _ma
 from shopseg.config import EventsConfig
 from shopseg.errors import IntegrityError
 from shopseg.ingest import IngestResult
-from shopseg.ingest.events import EVENTS_RAW, EVENTS_TYPED, raw_row_id
+from shopseg.ingest.events import EVENTS_RAW, EVENTS_TYPED
 from shopseg.schema import CANONICAL_EVENTS
 
 __all__ = [
@@ -95,13 +95,12 @@ def clean_events(backend: Backend, ingest: IngestResult, cfg: EventsConfig | Non
     clean_rows = int(counts.pop(None, 0))
     built = _make_events(backend, ingest, cfg)
     raw_cols = [c for c, _ in backend.columns(EVENTS_RAW) if c not in ("_row_id", "_source")]
-    rid = raw_row_id(backend, "r")
     raw_sel = "".join(f"CAST(r.{quote(c)} AS VARCHAR) AS {quote(c)}, " for c in raw_cols)
     raw_nulls = "".join(f"CAST(NULL AS VARCHAR) AS {quote(c)}, " for c in raw_cols)
     backend.execute(
         "CREATE OR REPLACE VIEW events_quarantine AS "
         f"SELECT f._row_id, f._reason AS reason, r._source AS source, 'events' AS source_table, {raw_sel}"
-        f"CAST(NULL AS VARCHAR) AS raw_line FROM {EVENTS_FLAGGED} f JOIN {EVENTS_RAW} r ON {rid} = f._row_id "
+        f"CAST(NULL AS VARCHAR) AS raw_line FROM {EVENTS_FLAGGED} f JOIN {EVENTS_RAW} r ON r.rowid + 1 = f._row_id "
         "WHERE f._reason IS NOT NULL "
         "UNION ALL "
         f"SELECT CAST(NULL AS BIGINT) AS _row_id, '{MALFORMED_RULE.code}' AS reason, _source AS source, "

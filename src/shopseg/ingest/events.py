@@ -19,7 +19,6 @@ import logging
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from shopseg.backends.base import Backend
 from shopseg.backends.duckdb import quote
@@ -37,7 +36,6 @@ from shopseg.ingest.mapping import (
     ts_expr,
 )
 from shopseg.ingest.readers import (
-    RawLoad,
     _detect_delimiter,
     _looks_like_value,
     _open_binary,
@@ -199,18 +197,16 @@ def ingest_events(
     cfg = cfg or EventsConfig()
     files = expand_inputs(inputs)
     work = work or Path(".shopseg-work")
-    if backend.dialect == "duckdb" and all(file_kind(f) == "parquet" for f in files):
-        load = _parquet_in_place(backend, files)
-    else:
-        load = load_raw(
-            backend,
-            files,
-            EVENTS_RAW,
-            work=work,
-            encoding=cfg.encoding,
-            delimiter=cfg.delimiter,
-            sheet=cfg.sheet,
-        )
+    # Parquet-only inputs are read in place by the DuckDB backend (a view; see DuckDBBackend.load_raw)
+    load = load_raw(
+        backend,
+        files,
+        EVENTS_RAW,
+        work=work,
+        encoding=cfg.encoding,
+        delimiter=cfg.delimiter,
+        sheet=cfg.sheet,
+    )
     notes = [f"events: {n}" for n in load.notes]
     mapping = map_columns(
         load.columns,
@@ -249,44 +245,8 @@ def ingest_events(
     ):
         if not mapping.has(name):
             notes.append(f"events have no {name} column: {why}")
-    backend.execute(
-        f"CREATE OR REPLACE VIEW {EVENTS_TYPED} AS " + typed_events_sql(mapping, types, etype, raw_row_id(backend))
-    )
+    backend.execute(f"CREATE OR REPLACE VIEW {EVENTS_TYPED} AS " + typed_events_sql(mapping, types, etype))
     return IngestResult(files, load.files, load.rows, load.rejected, mapping, notes)
-
-
-def _parquet_in_place(backend: Backend, files: list[Path]) -> RawLoad:
-    """``raw_events`` as a view over Parquet files: DuckDB reads them in place, typed, so copying them into the
-    run database first would only add work (at 10M events the copy cost 11 CPU-seconds, more than the rest of
-    ingest). Rows are numbered in input order across the files (``_row_id``, from 1)."""
-    import pyarrow.parquet as pq
-
-    lst = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
-    offsets, total = [], 0
-    for f in files:
-        offsets.append(total)
-        total += pq.ParquetFile(f).metadata.num_rows
-    rid = "file_row_number + 1"
-    if len(files) > 1:
-        whens = " ".join(
-            f"WHEN filename = '{str(f).replace(chr(39), chr(39) * 2)}' THEN {o}"
-            for f, o in zip(files, offsets, strict=True)
-        )
-        rid = f"(CASE {whens} END) + file_row_number + 1"
-    src = f"read_parquet([{lst}], union_by_name = true, filename = true, file_row_number = true)"
-    cols = [c for c in backend.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")]
-    sel = ", ".join(quote(c) for c in cols)
-    backend.execute(
-        f"CREATE OR REPLACE VIEW {quote(EVENTS_RAW)} AS SELECT {sel}, filename AS _source, {rid} AS _row_id FROM {src}"
-    )
-    backend.execute(
-        f"CREATE OR REPLACE TABLE {quote(EVENTS_RAW + '_rejects')} (_source VARCHAR, line BIGINT, csv_line VARCHAR, "
-        "error VARCHAR)"
-    )
-    if total == 0:
-        raise DataError("the input has no data rows: " + ", ".join(str(f) for f in files[:3]))
-    facts: list[dict[str, Any]] = [{"path": str(f), "format": "parquet", "read": "in place"} for f in files]
-    return RawLoad(EVENTS_RAW, cols, total, 0, facts, [])
 
 
 def _any_present(backend: Backend, column: str) -> bool:
@@ -299,15 +259,7 @@ def _any_present(backend: Backend, column: str) -> bool:
     return bool(n)
 
 
-def raw_row_id(backend: Backend, alias: str = "") -> str:
-    """The expression of a raw event row's number (from 1): its ``_row_id`` column when the raw events are a view
-    over Parquet files, else the table's ``rowid + 1``."""
-    a = f"{alias}." if alias else ""
-    has = any(c == "_row_id" for c, _ in backend.columns(EVENTS_RAW))
-    return f"{a}_row_id" if has else f"{a}rowid + 1"
-
-
-def typed_events_sql(m: ColumnMapping, types: dict[str, str], event_type: str, row_id: str = "rowid + 1") -> str:
+def typed_events_sql(m: ColumnMapping, types: dict[str, str], event_type: str) -> str:
     """SELECT over ``raw_events`` giving the canonical typed event columns."""
     s = m.source
 
@@ -343,4 +295,4 @@ def typed_events_sql(m: ColumnMapping, types: dict[str, str], event_type: str, r
         "_bad_price": bad_price,
     }
     select = ", ".join(f"{expr} AS {name}" for name, expr in cols.items())
-    return f"SELECT {row_id} AS _row_id, _source, {select} FROM {quote(EVENTS_RAW)}"
+    return f"SELECT rowid + 1 AS _row_id, _source, {select} FROM {quote(EVENTS_RAW)}"
