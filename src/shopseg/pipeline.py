@@ -161,7 +161,7 @@ def _start_interactions(s: RunState) -> None:
     if "recommend" not in s.step_names or s.ingest is None or not s.ingest.has_products:
         return
     assert s.features is not None
-    rc = s.config.recommend
+    rc, as_of = s.config.recommend, s.features.as_of
     from shopseg.recommend.runner import prepare_interactions
 
     cur = s.backend.cursor()
@@ -170,7 +170,7 @@ def _start_interactions(s: RunState) -> None:
         try:
             prepare_interactions(
                 cur,
-                as_of=s.features.as_of if s.features is not None else datetime.min,
+                as_of=as_of,
                 holdout_days=rc.holdout_days if rc.evaluate else None,
                 half_life_days=rc.half_life_days,
             )

@@ -220,13 +220,16 @@ def _detect_delimiter(lines: list[str]) -> str:
     return best if best_score >= 0 else ","
 
 
-def _transcode(path: Path, dialect: CsvDialect, work: Path) -> Path:
-    """Rewrite a file as UTF-8 (and whitespace runs as tabs) into the work folder, streaming."""
+def _transcode(path: Path, dialect: CsvDialect, work: Path, *, one_line_ending: bool = False) -> Path:
+    """Rewrite a file as UTF-8 into the work folder, streaming: whitespace runs as tabs (for a ``\\s+``
+    dialect), and with ``one_line_ending`` CRLF and a lone CR as LF (universal newlines, inside quoted fields
+    too)."""
     work.mkdir(parents=True, exist_ok=True)
     stem = re.sub(r"[^0-9A-Za-z_.-]", "_", path.name)
-    out = work / f"{abs(hash(str(path.resolve())))}_{stem}.utf8.csv"
+    out = work / f"{abs(hash(str(path.resolve())))}_{stem}.{'lf' if one_line_ending else 'utf8'}.csv"
+    newline = None if one_line_ending else ""  # None: universal newlines
     with _open_binary(path) as fb, out.open("w", encoding="utf-8", newline="") as fo:
-        reader = io.TextIOWrapper(fb, encoding=dialect.encoding, errors="replace", newline="")  # type: ignore[type-var,arg-type]
+        reader = io.TextIOWrapper(fb, encoding=dialect.encoding, errors="replace", newline=newline)  # type: ignore[type-var,arg-type]
         if dialect.delimiter == "\\s+":
             for line in reader:
                 fo.write("\t".join(line.split()) + "\n")
@@ -264,19 +267,13 @@ def _partial_columns(plan: RawPlan) -> list[str]:
 
 
 def _one_line_ending(group: CsvGroup, work: Path) -> CsvGroup:
-    """The group with every file to read rewritten (UTF-8, streaming) with LF line endings: CRLF and a lone CR
-    become LF, inside quoted fields too."""
-    work.mkdir(parents=True, exist_ok=True)
+    """The group with every file to read rewritten with LF line endings (see :func:`_transcode`)."""
     files = []
     for source, target in group.files:
-        out = work / f"{abs(hash(str(target.resolve())))}_{re.sub(r'[^0-9A-Za-z_.-]', '_', target.name)}.lf.csv"
-        enc = "utf-8-sig" if target == source else "utf-8"  # `target` is the input, or already a UTF-8 copy
-        with _open_binary(target) as fb, out.open("w", encoding="utf-8", newline="") as fo:
-            # universal newlines: "\r\n" and "\r" are read as "\n"
-            reader = io.TextIOWrapper(fb, encoding=enc, errors="replace", newline=None)  # type: ignore[type-var,arg-type]
-            while chunk := reader.read(4 * 1024 * 1024):
-                fo.write(chunk)
-        files.append((source, out))
+        # `target` is the input itself (UTF-8 or ASCII, maybe with a BOM) or already a UTF-8 copy
+        enc = "utf-8-sig" if target == source else "utf-8"
+        dialect = CsvDialect(enc, group.delimiter, group.header)
+        files.append((source, _transcode(target, dialect, work, one_line_ending=True)))
     return CsvGroup(group.delimiter, group.header, group.columns, files)
 
 
