@@ -25,7 +25,6 @@ from shopseg.errors import (
     ShopsegError,
 )
 from shopseg.pipeline import STEPS, RunResult, run, score
-from shopseg.profile.migrate import migrate
 
 __all__ = [
     "STEPS",
@@ -50,9 +49,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> object:
-    # the generator pulls in numpy/pyarrow paths only when asked for
+    # the generator pulls in numpy/pyarrow paths only when asked for; migrate pulls in scikit-learn
     if name in ("generate_shop", "sample_path"):
         from shopseg import datasets
 
         return getattr(datasets, name)
+    if name == "migrate":
+        from shopseg.profile.migrate import migrate
+
+        return migrate
     raise AttributeError(f"module 'shopseg' has no attribute {name!r}")

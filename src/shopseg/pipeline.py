@@ -6,6 +6,7 @@ listed by name in ``STEPS``; the manifest records each step's wall time.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import platform
 import shutil
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -30,13 +31,14 @@ from shopseg.config import RunConfig
 from shopseg.errors import ConfigError, DataError, InputError, ShopsegError
 from shopseg.export import sha256, write_json, write_run_files
 from shopseg.features import FeatureSet, build_features
-from shopseg.features.customers import CustomerRun
 from shopseg.features.events import build_run_features, default_segment_features, features_as_of
 from shopseg.ingest import IngestResult, ingest_transactions
 from shopseg.ingest.events import ingest_events, split_inputs
-from shopseg.profile import SegmentRuleSet, explain_segments, profile_segments
-from shopseg.segment import Segmenter, segmenter_from_config
-from shopseg.segment.base import json_safe, load_segmenter
+
+if TYPE_CHECKING:  # the modules behind these names import scikit-learn and SciPy: see _prefetch_imports
+    from shopseg.features.customers import CustomerRun
+    from shopseg.profile import SegmentRuleSet
+    from shopseg.segment import Segmenter
 
 __all__ = ["STEPS", "RunResult", "ScoredCustomers", "Step", "run", "score", "score_customers"]
 
@@ -182,11 +184,49 @@ def _start_interactions(s: RunState) -> None:
     pool.shutdown(wait=False)
 
 
-def _customers(s: RunState) -> None:
-    from shopseg.features.customers import extend_quarantine, join_run_features, load_customer_table
+# What the steps after ingest, clean and features import: scikit-learn, SciPy and plotly behind them take
+# about two seconds of start-up, which _prefetch_imports spends while those three steps run SQL in DuckDB (which
+# leaves the interpreter free).
+_LATER_MODULES = (
+    "shopseg.segment",
+    "shopseg.profile",
+    "shopseg.features.customers",
+    "shopseg.recommend.runner",
+    "shopseg.recommend.methods",
+    "shopseg.insights",
+    "shopseg.insights.banners",
+    "shopseg.insights.impact",
+    "shopseg.report",
+)
 
+
+def _prefetch_imports(s: RunState) -> None:
+    """Import the later steps' modules on a thread while the first steps run. ``run`` waits for it
+    (:func:`_imports_done`) before any later step, so no module is ever imported by two threads at once."""
+
+    def load() -> None:
+        for name in _LATER_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:  # an optional part that is not installed: its step says so itself
+                continue
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopseg-imports")
+    s.pending["imports"] = pool.submit(load)
+    pool.shutdown(wait=False)
+
+
+def _imports_done(s: RunState) -> None:
+    early = s.pending.pop("imports", None)
+    if early is not None:
+        early.result()
+
+
+def _customers(s: RunState) -> None:
     if not s.customer_inputs:
         return
+    from shopseg.features.customers import extend_quarantine, join_run_features, load_customer_table
+
     as_of = s.features.as_of if s.features is not None else s.config.features.as_of
     s.customers = load_customer_table(
         s.backend, s.customer_inputs, s.config.customers, as_of=as_of, alone=s.features is None, work=s.out / ".work"
@@ -219,6 +259,8 @@ def _segment_features(s: RunState) -> list[str]:
 
 def _segment(s: RunState) -> None:
     assert s.features is not None
+    from shopseg.segment import segmenter_from_config
+
     c = s.config.segment
     # categorical customer attributes enter as weighted one-hot blocks (shopseg.segment.mixed)
     cat_weights = _customer_encoding(s)
@@ -250,6 +292,8 @@ def _customer_encoding(s: RunState) -> dict[str, float]:
 
 def _profile(s: RunState) -> None:
     assert s.features is not None and s.labels is not None and s.segmenter is not None
+    from shopseg.profile import profile_segments
+
     overrides = {k: v.model_dump(exclude_none=True) for k, v in s.config.profile.names.items()}
     given = getattr(s.segmenter, "segment_names_", None)  # names the algorithm gives itself (RFM, noise)
     s.profiles = profile_segments(
@@ -313,6 +357,8 @@ def _explain(s: RunState) -> None:
         s.notes.append("segment rules skipped: the segmentation uses no numeric feature to write rules on")
         return
     names = {int(r.segment): str(r.name) for r in s.profiles.itertuples()}
+    from shopseg.profile import explain_segments
+
     s.rules = explain_segments(
         s.features.frame,
         s.labels,
@@ -553,11 +599,14 @@ def run(
     state.customer_inputs = [str(i) for i in customers]
     state.step_names = tuple(step.name for step in steps)
     started = time.perf_counter()
+    _prefetch_imports(state)
     try:
         for i, step in enumerate(steps):
             if progress:
                 progress(step.name, i, len(steps))
             t0 = time.perf_counter()
+            if step.name not in ("ingest", "clean", "features"):
+                _imports_done(state)
             step.func(state)
             state.timings[step.name] = round(time.perf_counter() - t0, 3)
         if progress:
@@ -631,6 +680,8 @@ def _manifest(s: RunState, total: float) -> dict[str, Any]:
 
 def _segmentation_summary(seg: Segmenter, requested: str) -> dict[str, Any]:
     """The manifest's "segmentation" section: algorithm, k and why, how the model was fitted, stability."""
+    from shopseg.segment.base import json_safe
+
     fit = seg.fit_info_
     out: dict[str, Any] = {
         "algorithm": seg.algorithm_,
@@ -690,6 +741,8 @@ def score_customers(
     model_dir = Path(model_dir)
     if (model_dir / "model" / "segmenter.json").is_file():
         model_dir = model_dir / "model"
+    from shopseg.segment.base import load_segmenter
+
     seg, meta = load_segmenter(model_dir)
     config = config or RunConfig()
     database = Path(database)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:
     from shopseg.segment.base import Segmenter
@@ -161,7 +162,9 @@ def bootstrap_stability(
     ]
 
     def refit(r: int) -> dict[int, np.ndarray]:
-        return seg._resample_labels(xb[draws[r]], ks, seed + 100 + r, xb)
+        # OpenMP's thread count is per thread: a worker thread would otherwise start a team of its own
+        with threadpool_limits(limits=1, user_api="openmp"):
+            return seg._resample_labels(xb[draws[r]], ks, seed + 100 + r, xb)
 
     if workers > 1 and resamples > 1:
         from concurrent.futures import ThreadPoolExecutor
