@@ -85,7 +85,7 @@ class RunState:
     engine: Backend | None = None
     step_names: tuple[str, ...] = ()
     # work started early on a second connection and collected by the step that needs it (name → future)
-    pending: dict[str, Future[None]] = field(default_factory=dict)
+    pending: dict[str, Future[Any]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,17 +156,18 @@ def _features(s: RunState) -> None:
 
 
 def _start_interactions(s: RunState) -> None:
-    """Start building the recommend step's ``interactions_all`` (SQL only, on a second connection) while the
-    segment, profile and explain steps run, which are mostly Python on one core: the two overlap on a
-    multi-core machine. The recommend step waits for it (:func:`_interactions`); the result is the same table
-    as when it is built there."""
+    """Start building the recommend step's ``interactions_all`` and ``bundles_raw`` (SQL only, on a second
+    connection) while the segment, profile and explain steps run, which are mostly Python on one core: the two
+    overlap on a multi-core machine. The recommend step waits for it; the results are the same tables as when
+    they are built there."""
     if "recommend" not in s.step_names or s.ingest is None or not s.ingest.has_products:
         return
     assert s.features is not None
     rc, as_of = s.config.recommend, s.features.as_of
-    from shopseg.recommend.runner import prepare_interactions
+    from shopseg.recommend.runner import prepare_bundles, prepare_interactions
 
     cur = s.backend.cursor()
+    seed = s.config.segment.seed
 
     def build() -> None:
         try:
@@ -176,6 +177,7 @@ def _start_interactions(s: RunState) -> None:
                 holdout_days=rc.holdout_days if rc.evaluate else None,
                 half_life_days=rc.half_life_days,
             )
+            prepare_bundles(cur, rc=rc, seed=seed)  # the product pairs need only the clean lines too
         finally:
             cur.close()
 
@@ -392,7 +394,7 @@ def _recommend(s: RunState) -> None:
     cutoff = s.features.as_of - timedelta(days=rc.holdout_days)
     early = s.pending.pop("interactions", None)
     if early is not None:
-        early.result()  # started after the features step (_start_interactions)
+        early.result()  # started after the features step (_start_interactions), bundles with it
     else:
         prepare_interactions(
             s.backend,
@@ -411,6 +413,7 @@ def _recommend(s: RunState) -> None:
         clean=s.config.clean,
         has_category=bool(rc.exclude_categories) and bool(s.backend.scalar("SELECT count(category) FROM transactions")),
         model_dir=s.out / "model",
+        bundles_ready=early is not None,
     )
     s.notes += out.notes
     s.segment_products = out.segment_products
@@ -507,7 +510,29 @@ def _banners(s: RunState) -> None:
 
 
 def _export(s: RunState) -> None:
-    s.files.update(write_run_files(s.backend, s.out))
+    """The run's files, written on a second connection while the report step (mostly Python) runs; ``run``
+    collects them (:func:`_collect`) before the manifest. The step's timing is the writing's own wall time."""
+    cur = s.backend.cursor()
+
+    def write() -> tuple[dict[str, str], float]:
+        t0 = time.perf_counter()
+        try:
+            return write_run_files(cur, s.out), time.perf_counter() - t0
+        finally:
+            cur.close()
+
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopseg-export")
+    s.pending["export"] = pool.submit(write)
+    pool.shutdown(wait=False)
+
+
+def _collect(s: RunState) -> None:
+    """Wait for work the steps left running (the export's files) and raise its error, if any."""
+    job = s.pending.pop("export", None)
+    if job is not None:
+        files, seconds = job.result()
+        s.files.update(files)
+        s.timings["export"] = round(seconds, 3)
 
 
 def _report(s: RunState) -> None:
@@ -609,6 +634,7 @@ def run(
                 _imports_done(state)
             step.func(state)
             state.timings[step.name] = round(time.perf_counter() - t0, 3)
+        _collect(state)
         if progress:
             progress("done", len(steps), len(steps))
         manifest = _manifest(state, time.perf_counter() - started)

@@ -465,11 +465,13 @@ def run_recommendations(
     clean: CleanConfig | None = None,
     has_category: bool = False,
     model_dir: Path | None = None,
+    bundles_ready: bool = False,
 ) -> RecommendOutcome:
     """The whole recommend step on a backend that holds ``transactions`` and ``segments`` (customer_id,
     segment). ``segment_of`` (customer_id, segment as of the cut-off) names the customers to evaluate on;
     without it nothing is evaluated. ``interactions_all`` must have been built (with training columns when
-    evaluating) by :func:`shopseg.recommend.sql.build_interactions`."""
+    evaluating) by :func:`shopseg.recommend.sql.build_interactions`; ``bundles_ready``: :func:`prepare_bundles`
+    has already run (e.g. beside the segment step)."""
     timings: dict[str, float] = {}
     notes: list[str] = []
     t0 = time.perf_counter()
@@ -553,14 +555,8 @@ def run_recommendations(
     info["similar_items_from"] = _similar_items(backend, model, full, n=10, threads=threads, rc=rc)
     timings["similar_items"] = round(time.perf_counter() - t0, 3)
     t0 = time.perf_counter()
-    b = bundles(
-        backend,
-        min_orders=rc.bundle_min_orders,
-        max_order_items=rc.bundle_max_items,
-        sample_orders=rc.bundle_orders,
-        seed=seed,
-    )
-    backend.create_table("bundles_raw", b)
+    if not bundles_ready:
+        prepare_bundles(backend, rc=rc, seed=seed)
     backend.execute(
         "CREATE OR REPLACE TABLE bundles AS "
         "WITH names AS (SELECT * FROM product_names) "
@@ -589,6 +585,19 @@ def run_recommendations(
         segment_products=top,
         segment_products_lift=lift,
     )
+
+
+def prepare_bundles(backend: DuckDBBackend, *, rc: RecommendConfig, seed: int) -> None:
+    """``bundles_raw``: the product pairs of :func:`shopseg.recommend.cooccurrence.bundles` (SQL on the clean
+    lines only, so it can run before the segments exist); the recommend step names them into ``bundles``."""
+    b = bundles(
+        backend,
+        min_orders=rc.bundle_min_orders,
+        max_order_items=rc.bundle_max_items,
+        sample_orders=rc.bundle_orders,
+        seed=seed,
+    )
+    backend.create_table("bundles_raw", b)
 
 
 def prepare_interactions(
