@@ -174,3 +174,42 @@ def test_heavy_models_fall_back_on_large_shops() -> None:
     assert method == "own_history" and "als" in reason and "heavy_max_customers" in notes[0]
     forced = RecommendConfig(method="blend", heavy_max_customers=100)
     assert _final_method(forced, None, 5000, [])[0] == "popularity"
+
+
+def test_segment_items_and_followup_counts_agree_with_every_pair(run_dir: tuple[Path, str], tmp_path: Path) -> None:
+    """``segment_items`` counts pairs and buyers in one pass (grouping sets), with ``buyers_train``; the insights'
+    follow-up read from it gives the same figures as the query over every pair and as the one over the lines."""
+    from datetime import datetime
+
+    from shopseg.backends import DuckDBBackend
+    from shopseg.insights import _rec_followup
+
+    out, _ = run_dir
+    db = tmp_path / "copy.duckdb"
+    shutil.copy(out / "shopseg.duckdb", db)
+    b = DuckDBBackend(db)
+    try:
+        items = b.df("SELECT * FROM segment_items ORDER BY segment, product_id")
+        direct = b.df(
+            "SELECT s.segment, i.product_id, count(*) AS buyers, count(*) FILTER (WHERE i.n_orders_train > 0) AS bt "
+            "FROM interactions_all i JOIN segments s USING (customer_id) GROUP BY ALL ORDER BY 1, 2"
+        )
+        assert items["buyers"].tolist() == direct["buyers"].tolist()
+        assert items["buyers_train"].tolist() == direct["bt"].tolist()
+        seg_buyers = b.df(
+            "SELECT segment, count(*) AS n FROM segments "
+            "WHERE customer_id IN (SELECT customer_id FROM interactions_all) GROUP BY 1 ORDER BY 1"
+        )
+        first = items.drop_duplicates("segment").set_index("segment")
+        share = first["buyers"] / first["buyer_share"]
+        assert share.round(6).tolist() == seg_buyers["n"].astype(float).tolist()
+        manifest = json.loads((out / "manifest.json").read_text())
+        as_of = datetime.fromisoformat(manifest["as_of"])
+        counted = _rec_followup(b, as_of, 30, 10, interactions=True)
+        lines = _rec_followup(b, as_of, 30, 10, interactions=False)
+        b.execute("ALTER TABLE segment_items DROP COLUMN buyers_train")
+        pairs = _rec_followup(b, as_of, 30, 10, interactions=True)
+    finally:
+        b.close()
+    assert counted is not None and counted["buyers_after_cutoff"] > 0 and counted["bought_segment_product"] > 0
+    assert counted == pairs == lines

@@ -626,6 +626,8 @@ def _rec_followup(
         return None
     cutoff = as_of - timedelta(days=holdout_days)
     c, a = _lit(cutoff), _lit(as_of)
+    counted = interactions and backend.has_table("segment_items")
+    counted = counted and "buyers_train" in {col for col, _ in backend.columns("segment_items")}
     if interactions:
         pairs = (
             "p AS (SELECT i.customer_id, i.product_id, s.segment, coalesce(i.n_orders_train, 0) > 0 AS is_before, "
@@ -642,8 +644,11 @@ def _rec_followup(
         ),
         before AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts < {c}),
         after AS (SELECT DISTINCT customer_id, product_id, segment FROM p WHERE ts >= {c}),"""
-    row = backend.rows(
-        f"""
+    row = (
+        _followup_counts_from_items(backend, n)
+        if counted
+        else backend.rows(
+            f"""
         WITH {pairs}
         seg_top AS (
             SELECT segment, product_id FROM (
@@ -664,7 +669,8 @@ def _rec_followup(
         SELECT (SELECT count(*) FROM buyers), (SELECT count(*) FROM hit_seg), (SELECT count(*) FROM hit_shop),
                (SELECT count(*) FROM before)
         """
-    )[0]
+        )[0]
+    )
     buyers, hit_seg, hit_shop, before = (int(x or 0) for x in row)
     if buyers == 0 or before == 0:
         return None
@@ -676,6 +682,39 @@ def _rec_followup(
         "share": hit_seg / buyers,
         "baseline_shop_top_share": hit_shop / buyers,
     }
+
+
+def _followup_counts_from_items(backend: Backend, n: int) -> tuple[Any, ...]:
+    """:func:`_rec_followup`'s four counts from the recommend step's ``segment_items``, whose ``buyers_train``
+    already counts the (customer, product) pairs before the cut-off per segment and product: only the pairs
+    after the cut-off (a few weeks' worth) are read again. The same figures as the query over every pair."""
+    return backend.rows(
+        f"""
+        WITH seg_top AS (
+            SELECT segment, product_id FROM (
+                SELECT segment, product_id,
+                    row_number() OVER (PARTITION BY segment ORDER BY buyers_train DESC, product_id) AS rk
+                FROM segment_items WHERE buyers_train > 0
+            ) WHERE rk <= {int(n)}
+        ),
+        shop_top AS (
+            SELECT product_id FROM segment_items WHERE buyers_train > 0 GROUP BY product_id
+            ORDER BY sum(buyers_train) DESC, product_id LIMIT {int(n)}
+        ),
+        after AS MATERIALIZED (
+            SELECT i.customer_id, i.product_id, s.segment FROM interactions_all i
+            JOIN segments s ON s.customer_id = i.customer_id WHERE i.n_orders > coalesce(i.n_orders_train, 0)
+        ),
+        buyers AS (SELECT DISTINCT customer_id, segment FROM after),
+        hit_seg AS (
+            SELECT DISTINCT a.customer_id FROM after a
+            JOIN seg_top t ON t.segment = a.segment AND t.product_id = a.product_id
+        ),
+        hit_shop AS (SELECT DISTINCT a.customer_id FROM after a JOIN shop_top t ON t.product_id = a.product_id)
+        SELECT (SELECT count(*) FROM buyers), (SELECT count(*) FROM hit_seg), (SELECT count(*) FROM hit_shop),
+               (SELECT sum(buyers_train) FROM segment_items)
+        """
+    )[0]
 
 
 # ------------------------------------------------------------------------------------------------ summaries

@@ -169,24 +169,34 @@ def from_codes(
 
 def segment_items(backend: DuckDBBackend, segments: str = "segments", prefix: str = "") -> None:
     """``{prefix}segment_items``: per segment and product the buyers, buyer share, lift against the population
-    and rank by buyers, from ``interactions_all`` (all time) and the table ``segments`` (customer_id, segment)."""
+    and rank by buyers, from ``interactions_all`` (all time) and the table ``segments`` (customer_id, segment);
+    with ``buyers_train`` (buyers before the evaluation's cut-off) when ``interactions_all`` has its training
+    columns.
+
+    One pass over the (customer, product) pairs: grouping sets count both the pairs per (segment, product) and
+    the customers per segment with at least one pair (the segment's buyers)."""
     i = "interactions_all"
+    has_train = "n_orders_train" in {c for c, _ in backend.columns(i)}
+    train = ", count(*) FILTER (WHERE b.n_orders_train > 0) AS n_train" if has_train else ""
+    train_col = ", si.n_train AS buyers_train" if has_train else ""
     backend.execute(
         f"CREATE OR REPLACE TABLE {prefix}segment_items AS "
-        f"WITH s AS (SELECT segment, count(*) AS seg_buyers FROM {segments} "
-        f"           WHERE customer_id IN (SELECT customer_id FROM {i}) GROUP BY 1), "
-        f"si AS (SELECT g.segment, b.product_id, count(*) AS buyers FROM {i} b JOIN {segments} g USING (customer_id) "
-        f"       GROUP BY ALL), "
+        f"WITH agg AS (SELECT g.segment, b.product_id, count(*) AS n{train}, GROUPING(b.customer_id) AS by_product "
+        f"             FROM {i} b JOIN {segments} g USING (customer_id) "
+        f"             GROUP BY GROUPING SETS ((g.segment, b.product_id), (g.segment, b.customer_id))), "
+        "s AS (SELECT segment, count(*) AS seg_buyers FROM agg WHERE by_product = 0 GROUP BY 1), "
+        "si AS (SELECT * EXCLUDE (by_product), n AS buyers FROM agg WHERE by_product = 1), "
         # every buyer has a segment (segments holds every customer with a purchase), so the population's
         # counts are the sums over segments
-        f"pop AS (SELECT product_id, sum(buyers)::DOUBLE / (SELECT sum(seg_buyers) FROM s) AS pop_share "
-        f"        FROM si GROUP BY 1) "
-        f"SELECT si.segment, si.product_id, si.buyers, si.buyers::DOUBLE / s.seg_buyers AS buyer_share, "
-        f"(si.buyers::DOUBLE / s.seg_buyers) / pop.pop_share AS lift, "
-        f"row_number() OVER (PARTITION BY si.segment ORDER BY si.buyers DESC, si.product_id) AS seg_rank, "
-        f"row_number() OVER (PARTITION BY si.segment ORDER BY CASE WHEN si.buyers >= 5 THEN 0 ELSE 1 END, "
-        f"  (si.buyers::DOUBLE / s.seg_buyers) / pop.pop_share DESC, si.buyers DESC, si.product_id) AS lift_rank "
-        f"FROM si JOIN s USING (segment) JOIN pop USING (product_id)"
+        "pop AS (SELECT product_id, sum(buyers)::DOUBLE / (SELECT sum(seg_buyers) FROM s) AS pop_share "
+        "        FROM si GROUP BY 1) "
+        "SELECT si.segment, si.product_id, si.buyers, si.buyers::DOUBLE / s.seg_buyers AS buyer_share, "
+        "(si.buyers::DOUBLE / s.seg_buyers) / pop.pop_share AS lift, "
+        "row_number() OVER (PARTITION BY si.segment ORDER BY si.buyers DESC, si.product_id) AS seg_rank, "
+        "row_number() OVER (PARTITION BY si.segment ORDER BY CASE WHEN si.buyers >= 5 THEN 0 ELSE 1 END, "
+        "  (si.buyers::DOUBLE / s.seg_buyers) / pop.pop_share DESC, si.buyers DESC, si.product_id) AS lift_rank"
+        f"{train_col} "
+        "FROM si JOIN s USING (segment) JOIN pop USING (product_id)"
     )
 
 
