@@ -51,7 +51,7 @@ def build_interactions(
     backend: DuckDBBackend, as_of: datetime, cutoff: datetime | None = None, *, half_life_days: float = 60.0
 ) -> None:
     """One pass over the clean lines: ``interactions_all`` with, per (customer, product), the orders, units,
-    spend, last purchase and recency-weighted orders (each order counts ``0.5 ** (days before as_of /
+    last purchase and recency-weighted orders (each order counts ``0.5 ** (days before as_of /
     half-life)``) over all time and, when ``cutoff`` is given, before it (weights relative to the cut-off)."""
     a = _ts(as_of)
     hl = float(half_life_days)
@@ -60,15 +60,15 @@ def build_interactions(
         c = _ts(cutoff)
         train = (
             f", count(*) FILTER (WHERE ts < {c}) AS n_orders_train, sum(q) FILTER (WHERE ts < {c}) AS quantity_train, "
-            f"sum(a) FILTER (WHERE ts < {c}) AS amount_train, max(ts) FILTER (WHERE ts < {c}) AS last_ts_train, "
+            f"max(ts) FILTER (WHERE ts < {c}) AS last_ts_train, "
             f"sum(pow(0.5, (epoch({c}) - epoch(ts)) / 86400.0 / {hl})) FILTER (WHERE ts < {c}) AS weight_train"
         )
     backend.execute(
         "CREATE OR REPLACE TABLE interactions_all AS "
-        f"SELECT customer_id, product_id, count(*) AS n_orders, sum(q) AS quantity, sum(a) AS amount, "
+        f"SELECT customer_id, product_id, count(*) AS n_orders, sum(q) AS quantity, "
         f"max(ts) AS last_ts, sum(pow(0.5, greatest(epoch({a}) - epoch(ts), 0) / 86400.0 / {hl})) AS weight{train} "
         "FROM ("
-        "  SELECT customer_id, product_id, order_id, sum(quantity) AS q, sum(quantity * unit_price) AS a, "
+        "  SELECT customer_id, product_id, order_id, sum(quantity) AS q, "
         f"  min(ts) AS ts FROM transactions WHERE product_id IS NOT NULL AND ts < {a} GROUP BY ALL"
         ") GROUP BY ALL"
     )
