@@ -346,18 +346,19 @@ def text_expr(column: str) -> str:
     return f"NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '')"
 
 
-def present(backend: Backend, table: str, column: str) -> int:
-    """How many rows have a non-empty value in ``column``."""
+def present(backend: Backend, table: str, column: str) -> bool:
+    """Whether any row has a non-empty value in ``column`` (the scan stops at the first one)."""
     n = backend.scalar(
-        f"SELECT count(*) FROM {quote(table)} WHERE NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '') IS NOT NULL"
+        f"SELECT count(*) FROM (SELECT 1 FROM {quote(table)} "
+        f"WHERE NULLIF(trim(CAST({quote(column)} AS VARCHAR)), '') IS NOT NULL LIMIT 1)"
     )
-    return int(n or 0)
+    return bool(n)
 
 
 def check_not_empty(backend: Backend, table: str, m: ColumnMapping) -> None:
     """Refuse input whose customer id column is empty in every row."""
     src = m.source["customer_id"]
-    if present(backend, table, src) == 0:
+    if not present(backend, table, src):
         raise DataError(
             f"no customer ids at all: column '{src}' (mapped to customer_id) is empty in every row, so customers "
             "cannot be segmented. If another column identifies customers, set it with --customer-col NAME"
