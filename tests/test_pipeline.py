@@ -214,3 +214,26 @@ def test_headerless_export_without_products_end_to_end(tmp_path: Path) -> None:
     assert r.segments.set_index("customer_id").loc["00001", "monetary"] == pytest.approx(
         sum(float(x[3]) for x in first), abs=1e-6
     )
+
+
+def test_report_data_summary_counts_match_pandas(planted_run: shopseg.RunResult) -> None:
+    """The report's data section (customers, orders, revenue, date range, top countries) against the clean
+    lines counted in pandas."""
+    from types import SimpleNamespace
+
+    from shopseg.backends import DuckDBBackend
+    from shopseg.report import _data_summary
+
+    b = DuckDBBackend(planted_run.out / "shopseg.duckdb")
+    try:
+        lines = b.df("SELECT * FROM transactions")
+        got = _data_summary(SimpleNamespace(backend=b, ingest=None))  # type: ignore[arg-type]
+        assert not b.has_table("_country_customers")
+    finally:
+        b.close()
+    assert got["customers"] == lines["customer_id"].nunique()
+    assert got["orders"] == lines["order_id"].dropna().nunique()
+    assert got["revenue"] == pytest.approx((lines["quantity"] * lines["unit_price"]).sum(), rel=1e-9)
+    assert (got["clean_min"], got["clean_max"]) == (lines["ts"].min(), lines["ts"].max())
+    by_country = (lines["quantity"] * lines["unit_price"]).groupby(lines["country"]).sum().sort_values()
+    assert len(by_country) >= 2 and by_country.index[-1] in got["countries_chart"]
