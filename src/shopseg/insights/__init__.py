@@ -358,9 +358,20 @@ def _from_orders(backend: Backend, as_of: datetime | None, holdout_days: int, to
     tx = f"(SELECT * FROM transactions WHERE ts < {_lit(as_of)})"
     ins = Insights("orders", as_of)
     ins.notes.append("the run has no events: funnel, devices and views are not available; order lines are used")
-    orders = (
-        f"SELECT customer_id, order_id, min(ts) AS ts, sum(quantity * unit_price) AS revenue FROM {tx} t GROUP BY 1, 2"
+    # the orders (first line's time, revenue) once: the hours, weekdays and both buyer tables read them
+    backend.execute(
+        "CREATE OR REPLACE TEMP TABLE _insight_orders AS SELECT customer_id, order_id, min(ts) AS ts, "
+        f"sum(quantity * unit_price) AS revenue FROM {tx} t GROUP BY 1, 2"
     )
+    try:
+        _orders_tables(backend, ins, tx, as_of, holdout_days, top_n)
+    finally:
+        backend.execute("DROP TABLE IF EXISTS _insight_orders")
+    return ins
+
+
+def _orders_tables(backend: Backend, ins: Insights, tx: str, as_of: datetime, holdout_days: int, top_n: int) -> None:
+    orders = "SELECT * FROM _insight_orders"
     frames = {}
     for expr, name, keys in (("hour(ts)", "hour", list(range(24))), ("isodow(ts)", "weekday", list(range(1, 8)))):
         per = backend.df(
@@ -390,12 +401,8 @@ def _from_orders(backend: Backend, as_of: datetime | None, holdout_days: int, to
         )
         total = backend.scalar(f"SELECT sum(quantity * unit_price) FROM {tx} t WHERE category IS NOT NULL")
         ins.top_categories_by_revenue["share"] = ins.top_categories_by_revenue["revenue"] / float(total or 1)
-    baskets = (
-        f"SELECT customer_id, order_id AS basket, min(ts) AS ts, sum(quantity * unit_price) AS revenue FROM {tx} t "
-        "GROUP BY 1, 2"
-    )
+    baskets = "SELECT customer_id, order_id AS basket, ts, revenue FROM _insight_orders"
     ins.buyers = _buyers(backend, baskets, as_of, holdout_days)
-    return ins
 
 
 # ------------------------------------------------------------------------------------------------ coupons
