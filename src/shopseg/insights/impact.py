@@ -72,8 +72,9 @@ def segment_figures(backend: DuckDBBackend, as_of: datetime, segments: str = "se
     t = f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'"
     return backend.df(
         f"""
-        WITH o AS (SELECT customer_id, count(DISTINCT order_id) AS orders, sum(quantity * unit_price) AS revenue
-                   FROM transactions WHERE ts < {t} GROUP BY 1),
+        WITH o AS (SELECT customer_id, count(order_id) AS orders, sum(r) AS revenue
+                   FROM (SELECT customer_id, order_id, sum(quantity * unit_price) AS r FROM transactions
+                         WHERE ts < {t} GROUP BY 1, 2) GROUP BY 1),
         w AS (SELECT greatest(date_diff('second', min(ts), {t}) / 86400.0, 1.0) / 365.25 AS years
               FROM transactions WHERE ts < {t}),
         g AS (SELECT s.segment, {name} AS segment_name, {action} AS action, count(*) AS customers,
