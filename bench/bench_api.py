@@ -1,19 +1,18 @@
 """Latency and throughput of the scoring API on loopback: GET /customers/{id} and POST /score.
 
-    python bench/bench_api.py [RUN_DIR] [--concurrency 100] [--requests 3000] [--score-requests 300]
-                              [--workers 1] [--rates 100,200] [--score-rates 5,10]
+    python bench/bench_api.py [RUN_DIR] [--workers 1,2] [--seconds 10] [--concurrency 100] [--client auto]
 
-Starts ``shopseg serve RUN_DIR`` in its own process (the bundled sample's run is built into bench/out/api-demo
-when no RUN_DIR is given) and loads it from this process over keep-alive HTTP/1.1 connections driven by
-asyncio (a minimal client, so the load generator takes little of the machine):
+Starts ``shopseg serve RUN_DIR --workers W`` in its own process (the bundled sample's run is built into
+bench/out/api-demo when no RUN_DIR is given) and holds ``--concurrency`` requests in flight at all times (closed
+loop, like ``wrk -c 100``) for ``--seconds`` per route: latency includes the wait behind the other requests,
+throughput is requests / wall time. The load comes from ``wrk`` (C, one thread; with a Lua script that cycles
+through the run's customers and through score bodies) when it is installed (``apt-get install wrk``), else from
+a minimal asyncio HTTP/1.1 client in this process (``--client python``). Each score request sends one real
+customer's order lines (from the run's database, 20 to 60 lines, under a new id).
 
-* **closed loop**: ``--concurrency`` requests in flight at all times until ``--requests`` are done; latency
-  then includes the wait behind the other requests, and throughput is requests / wall time;
-* **open loop** (``--rates``): requests started at a fixed rate for ``--seconds`` (at most ``--concurrency`` in
-  flight), the latency a client sees at that load.
-
-Lookups cycle through the run's customers; each score request sends one real customer's order lines (from the
-run's raw input, 20 to 60 lines, under a new id). Prints one JSON line per scenario and a Markdown table.
+Prints one JSON line per scenario, then one Markdown table (with the client's CPU time and the load average
+before/after each scenario, since the client shares the machine with the server). ``--rates`` adds open-loop
+runs (requests started at fixed rates) with the asyncio client.
 """
 
 from __future__ import annotations
@@ -222,17 +221,118 @@ async def open_loop(port: int, raws: list[bytes], rate: float, seconds: float, c
     return {"mode": "open", "rate_rps": rate, "max_in_flight": conc, **_stats(lat, wall, errors)}
 
 
+_LUA_COMMON = """
+local i = 0
+request = function()
+  i = i + 1
+  local r = reqs[(i % #reqs) + 1]
+  return wrk.format(r[1], r[2], r[3], r[4])
+end
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\\n',
+    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
+end
+"""
+
+
+def _lua_string(text: str) -> str:
+    level = "=" * 4
+    assert f"]{level}]" not in text
+    return f"[{level}[{text}]{level}]"
+
+
+def _wrk_script(kind: str, ids: list[str], bodies: list[dict[str, Any]]) -> str:
+    """A wrk Lua script that cycles through the lookups or the score bodies."""
+    lines = ["reqs = {"]
+    if kind == "lookup":
+        from urllib.parse import quote
+
+        lines += [f'  {{"GET", {_lua_string("/customers/" + quote(str(i), safe=""))}, nil, nil}},' for i in ids]
+    else:
+        headers = '{["Content-Type"] = "application/json"}'
+        lines += [f'  {{"POST", "/score", {headers}, {_lua_string(json.dumps(b))}}},' for b in bodies]
+    lines.append("}")
+    return "\n".join(lines) + _LUA_COMMON
+
+
+def wrk_closed(
+    port: int, kind: str, ids: list[str], bodies: list[dict[str, Any]], seconds: float, conc: int, tmp: Path
+) -> dict[str, Any]:
+    import resource
+
+    script = tmp / f"{kind}.lua"
+    script.write_text(_wrk_script(kind, ids, bodies), encoding="utf-8")
+    cmd = ["wrk", "-t", "1", "-c", str(conc), "--timeout", "60s", "-s", str(script)]
+    url = f"http://127.0.0.1:{port}/"
+    subprocess.run([*cmd, "-d", "2s", url], check=True, capture_output=True)  # warm-up
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([*cmd, "-d", f"{seconds:g}s", url], check=True, capture_output=True, text=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    line = next((x for x in out.splitlines() if x.startswith("WRKJSON ")), None)
+    if line is None:
+        raise SystemExit(f"wrk printed no summary:\n{out}")
+    r = json.loads(line[8:])
+    wall = r["duration_us"] / 1e6
+    return {
+        "mode": "closed",
+        "concurrency": conc,
+        "client": "wrk",
+        "requests": r["requests"],
+        "errors": r["errors"],
+        "p50_ms": round(r["p50_us"] / 1000, 2),
+        "p90_ms": round(r["p90_us"] / 1000, 2),
+        "p99_ms": round(r["p99_us"] / 1000, 2),
+        "max_ms": round(r["max_us"] / 1000, 2),
+        "throughput_rps": round(r["requests"] / wall, 1),
+        "client_cpu_s": round((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), 2),
+        "wall_s": round(wall, 2),
+    }
+
+
+def python_closed(port: int, raws: list[bytes], seconds: float, conc: int) -> dict[str, Any]:
+    """The asyncio client, closed loop for about ``seconds`` (a first pass sizes the request count)."""
+    probe = asyncio.run(closed_loop(port, raws, conc * 5, conc))
+    total = max(conc * 5, int(probe["throughput_rps"] * seconds))
+    cpu1 = time.process_time()
+    r = asyncio.run(closed_loop(port, raws, total, conc))
+    cpu2 = time.process_time()
+    wall = r["requests"] / max(r["throughput_rps"], 1e-9)
+    return {**r, "client": "python", "client_cpu_s": round(cpu2 - cpu1, 2), "wall_s": round(wall, 2)}
+
+
+def _serve(run_dir: Path, workers: int) -> tuple[subprocess.Popen[bytes], int]:
+    port = _free_port()
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "shopseg.cli", "serve", str(run_dir), "--port", str(port)]
+    cmd += ["--workers", str(workers), "--no-access-log"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    return proc, port
+
+
+def _load() -> str:
+    return f"{os.getloadavg()[0]:.1f}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    import shutil
+    import tempfile
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir", nargs="?", type=Path, default=None)
-    ap.add_argument("--concurrency", type=int, default=100)
-    ap.add_argument("--requests", type=int, default=3000, help="lookups in the closed-loop test")
-    ap.add_argument("--score-requests", type=int, default=300, help="score calls in the closed-loop test")
-    ap.add_argument("--workers", type=int, default=1, help="server worker processes")
-    ap.add_argument("--rates", default="100,200", help="open-loop lookup rates (requests/s), comma-separated")
-    ap.add_argument("--score-rates", default="5,10", help="open-loop score rates (requests/s)")
-    ap.add_argument("--seconds", type=float, default=10.0, help="duration of each open-loop test")
+    ap.add_argument("--workers", default="1,2", help="server worker processes to try, comma-separated")
+    ap.add_argument("--concurrency", type=int, default=100, help="requests in flight (closed loop)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="duration of each scenario")
+    ap.add_argument("--client", choices=["auto", "wrk", "python"], default="auto")
+    ap.add_argument("--routes", default="lookup,score", help="lookup, score or both")
+    ap.add_argument("--rates", default="", help="open-loop lookup rates (req/s, asyncio client), e.g. 100,200")
+    ap.add_argument("--score-rates", default="", help="open-loop score rates (req/s, asyncio client)")
     args = ap.parse_args(argv)
+    client = args.client
+    if client == "auto":
+        client = "wrk" if shutil.which("wrk") else "python"
 
     run_dir = args.run_dir
     if run_dir is None:
@@ -243,60 +343,56 @@ def main(argv: list[str] | None = None) -> int:
             print(f"building the sample run in {run_dir} …", file=sys.stderr)
             shopseg.run([shopseg.sample_path()], run_dir)
     ids, bodies = _payloads(run_dir, 50)
-    port = _free_port()
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shopseg.cli",
-            "serve",
-            str(run_dir),
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--no-access-log",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    base = f"http://127.0.0.1:{port}"
+    routes = [r for r in args.routes.split(",") if r]
     results: list[dict[str, Any]] = []
+    tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
     try:
-        _wait(f"{base}/health", proc)
-        common = {
-            "customers": len(ids),
-            "server_workers": args.workers,
-            "score_lines": [len(b["orders"]) for b in bodies[:1]],
-        }
-        for kind, total in (("lookup", args.requests), ("score", args.score_requests)):
-            raws = _requests(kind, ids, bodies, port)
-            r = asyncio.run(closed_loop(port, raws, total, args.concurrency))
-            results.append({"route": "GET /customers/{id}" if kind == "lookup" else "POST /score", **r, **common})
-            print(json.dumps(results[-1]), flush=True)
-        for kind, rates in (("lookup", args.rates), ("score", args.score_rates)):
-            raws = _requests(kind, ids, bodies, port)
-            for rate in [float(x) for x in rates.split(",") if x]:
-                r = asyncio.run(open_loop(port, raws, rate, args.seconds, args.concurrency))
-                results.append({"route": "GET /customers/{id}" if kind == "lookup" else "POST /score", **r, **common})
-                print(json.dumps(results[-1]), flush=True)
+        for workers in [int(w) for w in args.workers.split(",") if w]:
+            proc, port = _serve(run_dir, workers)
+            try:
+                _wait(f"http://127.0.0.1:{port}/health", proc)
+                common = {"customers": len(ids), "server_workers": workers, "score_lines": len(bodies[0]["orders"])}
+                for kind in routes:
+                    route = "GET /customers/{id}" if kind == "lookup" else "POST /score"
+                    load0 = _load()
+                    if client == "wrk":
+                        r = wrk_closed(port, kind, ids, bodies, args.seconds, args.concurrency, tmp)
+                    else:
+                        r = python_closed(port, _requests(kind, ids, bodies, port), args.seconds, args.concurrency)
+                    results.append({"route": route, **r, **common, "load_avg": f"{load0} / {_load()}"})
+                    print(json.dumps(results[-1]), flush=True)
+                for kind, rates in (("lookup", args.rates), ("score", args.score_rates)):
+                    raws = _requests(kind, ids, bodies, port)
+                    route = "GET /customers/{id}" if kind == "lookup" else "POST /score"
+                    for rate in [float(x) for x in rates.split(",") if x]:
+                        load0 = _load()
+                        cpu = time.process_time()
+                        r = asyncio.run(open_loop(port, raws, rate, args.seconds, args.concurrency))
+                        r["client"], r["client_cpu_s"] = "python", round(time.process_time() - cpu, 2)
+                        r["wall_s"] = args.seconds
+                        results.append({"route": route, **r, **common, "load_avg": f"{load0} / {_load()}"})
+                        print(json.dumps(results[-1]), flush=True)
+            finally:
+                proc.terminate()
+                proc.wait(timeout=30)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        shutil.rmtree(tmp, ignore_errors=True)
     print()
-    print("| route | load | requests | p50 ms | p99 ms | throughput req/s | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| route | load | workers | requests | p50 ms | p99 ms | throughput req/s | errors | client CPU | "
+        "load avg before / after |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         load = (
-            f"{r['concurrency']} in flight (closed loop)"
+            f"{r['concurrency']} in flight (closed, {r['client']})"
             if r["mode"] == "closed"
-            else f"{r['rate_rps']:g} req/s (open loop)"
+            else f"{r['rate_rps']:g} req/s (open, python)"
         )
+        cpu = f"{r['client_cpu_s']:.1f} s / {r['wall_s']:.0f} s"
         print(
-            f"| {r['route']} | {load} | {r['requests']:,} | {r['p50_ms']} | {r['p99_ms']} | {r['throughput_rps']} | "
-            f"{r['errors']} |"
+            f"| {r['route']} | {load} | {r['server_workers']} | {r['requests']:,} | {r['p50_ms']} | {r['p99_ms']} | "
+            f"{r['throughput_rps']:,} | {r['errors']} | {cpu} | {r['load_avg']} |"
         )
     return 0
 

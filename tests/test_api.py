@@ -3,6 +3,7 @@ server on loopback, and concurrent use of one run."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,9 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from service_support import free_port, shared_run, stop, wait_http
-from shopseg.errors import NotFoundError
-from shopseg.serve.api import create_app, openapi_document
-from shopseg.serve.rundir import RunData
+from shopseg.errors import ConfigError, DataError, NotFoundError, SchemaError, ShopsegError
+from shopseg.serve.api import ScoreBatcher, create_app, default_workers, openapi_document, serve
+from shopseg.serve.rundir import RunData, ScoreJob, ScoreResult, json_bytes
 
 with warnings.catch_warnings():
     # Starlette asks for the 'httpx2' package for its test client and warns once, at import, when it finds
@@ -478,7 +480,19 @@ def live_url(run_dir: Path) -> Iterator[str]:
     """The real server (``shopseg serve`` under uvicorn) on a free loopback port."""
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "shopseg.cli", "serve", str(run_dir), "--port", str(port), "--api-key", KEY],
+        [
+            sys.executable,
+            "-m",
+            "shopseg.cli",
+            "serve",
+            str(run_dir),
+            "--port",
+            str(port),
+            "--api-key",
+            KEY,
+            "--workers",
+            "1",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -561,3 +575,212 @@ def test_several_worker_processes(run_dir: Path, crm: pd.DataFrame) -> None:
         out = stop(proc)
     assert out.count("Application startup complete") == 2, out
     assert "died" not in out, out
+
+
+# ------------------------------------------------------------------------------------------------ batching
+
+
+def _jobs(run_dir: Path, crm: pd.DataFrame) -> list[ScoreJob]:
+    """Requests of every kind the shared pass has to get right: the run's own layout and dates, ISO dates, dates
+    to detect (day first), decimal commas, epoch seconds, duplicates, cancellations matched to purchases, no
+    product or order column, several customers in one request."""
+    cid = str(crm.sort_values("frequency")["customer_id"].iloc[len(crm) // 2])
+    raw = _raw_lines(run_dir, cid)
+    iso = [{**r, "InvoiceDate": pd.Timestamp(r["InvoiceDate"]).isoformat(sep=" ")} for r in raw]
+    mixed = [
+        {"customer_id": c, "order_id": o, "product_id": p, "quantity": q, "unit_price": u, "ts": t}
+        for c, o, p, q, u, t in [
+            ("m1", "N7", "85123A", 6, 2.55, "13/10/2011 10:00"),
+            ("m1", "N7", "85123A", 6, 2.55, "13/10/2011 10:00"),  # an exact copy
+            ("m1", "N8", "22423", 2, 12.75, "25/11/2011 09:30"),
+            ("m1", "C9", "22423", -1, 12.75, "26/11/2011 09:30"),  # a cancellation of an earlier purchase
+            ("m2", "N9", "POST", 1, 18.0, "01/12/2011 08:00"),  # not a product
+            ("m2", "B1", "47566", 3, 4.95, "02/12/2011 18:45"),
+            ("m3", "B2", "21212", 0, 0.55, "03/12/2011 11:00"),  # quantity zero
+        ]
+    ]
+    comma = [
+        {"Client": "k", "Date": "2011-11-0" + str(i) + " 12:00", "Qty": str(i), "Price": f"{i},5{i}", "SKU": a}
+        for i, a in zip(range(1, 5), ("85123A", "22423", "47566", "85123A"), strict=True)
+    ]
+    epoch = [{"customer_id": "e", "ts": str(1_320_000_000 + i * 86_400), "unit_price": 1.5 + i} for i in range(4)]
+    bare = [{"customer_id": "b", "ts": f"2011-0{i}-02 10:00", "amount": 10.0 * i} for i in range(1, 6)]
+    return [
+        ScoreJob(raw, as_of=datetime.fromisoformat(json.loads((run_dir / "manifest.json").read_text())["as_of"])),
+        ScoreJob(iso, customer_id="iso-" + cid, n=3),
+        ScoreJob(mixed, n=5),
+        ScoreJob(comma, n=2),
+        ScoreJob(epoch),
+        ScoreJob(bare, customer_id="bare", n=1),
+    ]
+
+
+def _same(a: ScoreResult | ShopsegError, b: ScoreResult | ShopsegError) -> None:
+    if isinstance(a, ShopsegError) or isinstance(b, ShopsegError):
+        assert type(a) is type(b) and str(a) == str(b), (a, b)
+    else:
+        assert a.to_dict() == b.to_dict()
+
+
+def test_shared_pass_gives_what_the_library_steps_give(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:
+    """The scoring pass (its own statements) against the library's ingest, clean and feature steps run as a
+    pipeline takes them: the same features, segments, recommendations, counts and notes for every kind of input."""
+    jobs = _jobs(run_dir, crm)
+    for i, job in enumerate(jobs):
+        assert data._prepare(i, job) is not None  # the shared pass takes it (not the step-by-step fallback)
+        alone = data._score_alone(job)
+        assert alone.customers, job
+        _same(data.score_orders(job.rows, customer_id=job.customer_id, as_of=job.as_of, n=job.n), alone)
+    mixed = data._score_alone(jobs[2])
+    assert mixed.quarantined == {"non_product": 1, "non_positive_quantity": 1, "duplicate": 1, "cancellation": 1}
+    assert [c["customer_id"] for c in mixed.customers] == ["m1", "m2"]
+    assert mixed.customers[0]["features"]["return_rate"] == pytest.approx(12.75 / (6 * 2.55 + 2 * 12.75))
+    comma = data._score_alone(jobs[3]).customers[0]["features"]
+    assert comma["monetary"] == pytest.approx(1 * 1.51 + 2 * 2.52 + 3 * 3.53 + 4 * 4.54)
+    assert data._score_alone(jobs[5]).notes == [
+        "no product column: product features and recommendations are skipped",
+        "no order id column: each customer's lines at one timestamp form one order",
+    ]
+
+
+def test_a_batch_gives_each_request_what_it_gets_alone(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:
+    """Requests scored in one pass: each gets exactly its result alone, two requests with the same customer id
+    do not mix, and bad requests fail alone with their own errors."""
+    jobs = _jobs(run_dir, crm)
+    same_a = ScoreJob([{"customer_id": "dup", "ts": "2011-11-01 10:00", "unit_price": 5.0, "quantity": 2}])
+    same_b = ScoreJob(
+        [
+            {"customer_id": "dup", "ts": "2011-03-01 10:00", "unit_price": 90.0, "quantity": 4},
+            {"customer_id": "dup", "ts": "2011-06-01 10:00", "unit_price": 70.0, "quantity": 3},
+        ]
+    )
+    bad_date = ScoreJob([{"customer_id": "a", "ts": "not a date", "unit_price": 1}])
+    no_customer = ScoreJob([{"foo": 1, "bar": 2}])
+    batch = [jobs[0], same_a, bad_date, *jobs[1:], no_customer, same_b]
+    together = data.score_many(batch)
+    for job, got in zip(batch, together, strict=True):
+        try:
+            alone: ScoreResult | ShopsegError = data.score_orders(
+                job.rows, customer_id=job.customer_id, as_of=job.as_of, n=job.n
+            )
+        except ShopsegError as exc:
+            alone = exc
+        _same(got, alone)
+    assert isinstance(together[2], DataError) and "bad_date" in str(together[2])
+    assert isinstance(together[-2], SchemaError)
+    a, b = together[1], together[-1]
+    assert isinstance(a, ScoreResult) and isinstance(b, ScoreResult)
+    assert a.customers[0]["features"]["monetary"] == 10.0
+    assert b.customers[0]["features"]["monetary"] == 4 * 90.0 + 3 * 70.0
+
+
+def test_concurrent_requests_share_one_pass(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:
+    """The batcher: requests queued together are scored in one pass, each gets its own result or error."""
+    jobs = [*_jobs(run_dir, crm), ScoreJob([{"customer_id": "a", "ts": "not a date", "unit_price": 1}])]
+    batcher = ScoreBatcher(data)
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(*(batcher.score(j) for j in jobs), return_exceptions=True)
+
+    got = asyncio.run(all_at_once())
+    assert batcher.passes == 1 and batcher.scored == len(jobs)
+    for job, res in zip(jobs, got, strict=True):
+        if isinstance(res, ShopsegError):
+            with pytest.raises(type(res), match="bad_date"):
+                data.score_orders(job.rows, customer_id=job.customer_id, as_of=job.as_of, n=job.n)
+        else:
+            _same(res, data.score_orders(job.rows, customer_id=job.customer_id, as_of=job.as_of, n=job.n))
+
+
+def test_concurrent_http_requests_get_their_own_answers(data: RunData) -> None:
+    """Concurrent POST /score calls through the app (one event loop, as under uvicorn): each answer equals the
+    answer to the same call made alone; the invalid one gets its own 4xx error in the API's shape."""
+    bodies: list[dict[str, Any]] = [
+        {"customer_id": "same", "orders": [{"ts": f"2011-0{i}-10 10:00", "unit_price": 3.0 * i}]} for i in range(1, 6)
+    ]
+    bodies.append({"customer_id": "bad", "orders": [{"ts": "2011-05-10", "unit_price": -2}]})
+    app = create_app(data, api_key=KEY)
+    headers = {"X-API-Key": KEY}
+
+    async def send(concurrently: bool) -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as c:
+            if concurrently:
+                return list(await asyncio.gather(*(c.post("/score", json=b) for b in bodies)))
+            return [await c.post("/score", json=b) for b in bodies]
+
+    together, alone = asyncio.run(send(True)), asyncio.run(send(False))
+    for t, a in zip(together, alone, strict=True):
+        assert t.status_code == a.status_code and t.json() == a.json()
+    assert [r.status_code for r in together] == [200] * 5 + [422]
+    assert [r.json()["customers"][0]["features"]["monetary"] for r in together[:5]] == [3.0 * i for i in range(1, 6)]
+    err = _is_error(together[-1], 422, "data_error")
+    assert "non_positive_price" in err["message"]
+
+
+# ------------------------------------------------------------------------------------------------ lookups
+
+
+def test_lookup_bodies_are_the_customer_records(data: RunData, crm: pd.DataFrame) -> None:
+    """The ready-made lookup bodies are the JSON of the freshly built customer records, for any n."""
+    made = data.precompute_lookups()
+    assert made == len(crm)
+    for cid in crm["customer_id"].iloc[::40]:
+        for n in (1, 10, 100):
+            fresh = data.customer(cid, n)
+            assert data.customer_json(cid, n) == json_bytes(fresh)
+            assert json.loads(data.customer_json(cid, n)) == fresh
+    assert data.precompute_lookups(limit=len(crm) - 1) == 0
+    with pytest.raises(NotFoundError):
+        data.customer_json("no-such-customer")
+
+
+def test_fast_lookups_answer_like_the_route(data: RunData, crm: pd.DataFrame) -> None:
+    """GET /customers/{id} answered before FastAPI (FastPaths) and by the route (any other query) agree; what
+    the fast path does not take still gets the route's errors."""
+    cid = str(crm["customer_id"].iloc[7])
+    with TestClient(create_app(data, api_key=KEY)) as c:
+        key = {"X-API-Key": KEY}
+        fast = c.get(f"/customers/{cid}?n=3", headers=key)
+        routed = c.get(f"/customers/{cid}?n=3&unused=1", headers=key)  # not the fast path's query: the route
+        assert fast.status_code == routed.status_code == 200
+        assert fast.content == routed.content and fast.json() == data.customer(cid, 3)
+        assert fast.headers["content-type"] == routed.headers["content-type"] == "application/json"
+        assert c.get(f"/customers/{cid}", headers=key).json() == data.customer(cid, 10)
+        _is_error(c.get(f"/customers/{cid}"), 401, "unauthorized")
+        _is_error(c.get(f"/customers/{cid}", headers={"X-API-Key": KEY + "x"}), 401, "unauthorized")
+        _is_error(c.get(f"/customers/{cid}?n=0", headers=key), 422, "validation_error")
+        _is_error(c.get(f"/customers/{cid}?n=many", headers=key), 422, "validation_error")
+        _is_error(c.get("/customers/no-such-customer", headers=key), 404, "not_found")
+        _is_error(c.post(f"/customers/{cid}", headers=key), 405, "method_not_allowed")
+
+
+def test_score_bodies_the_fast_path_does_not_take(client: TestClient) -> None:
+    """POST /score without a JSON content type, or with a body the model refuses, goes to FastAPI's route: the
+    same answers as before there was a fast path."""
+    body = {"customer_id": "t", "orders": [{"ts": "2011-05-10", "unit_price": 2.0}]}
+    text = json.dumps(body).encode()
+    plain = client.post("/score", content=text, headers={"content-type": "text/plain"})
+    _is_error(plain, 422, "validation_error")
+    ok = client.post("/score", content=text, headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200 and ok.json()["customers"][0]["features"]["monetary"] == 2.0
+    _is_error(client.post("/score", json={**body, "n": 1000}), 422, "validation_error")
+
+
+def test_default_workers_fit_the_machine() -> None:
+    import os
+
+    assert 1 <= default_workers() <= min(4, os.cpu_count() or 1)
+    with pytest.raises(ConfigError, match="workers"):
+        serve(".", workers=-1)
+
+
+def test_order_values_become_the_text_a_file_would_hold() -> None:
+    """Values of JSON order lines as text (what the typed-column SQL reads): the inline conversion of many values
+    and the one-value rule agree; integral floats lose their '.0', booleans are lower case."""
+    from shopseg.serve.rundir import _text, _texts
+
+    values: list[Any] = [None, "a", " 7 ", 1, -3, 2.0, 2.5, -0.0, 1e20, float("inf"), True, False, np.float64(3.0)]
+    assert _texts(values) == [_text(v) for v in values]
+    want = [None, "a", " 7 ", "1", "-3", "2", "2.5", "0", "100000000000000000000", "inf", "true", "false", "3"]
+    assert _texts(values) == want

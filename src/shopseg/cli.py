@@ -461,7 +461,13 @@ def serve_cmd(
             show_default=False,
         ),
     ] = None,
-    workers: Annotated[int, typer.Option("--workers", help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Worker processes, each with the run loaded (0: one per CPU core, at most 4).",
+        ),
+    ] = 0,
     max_body_kb: Annotated[int, typer.Option("--max-body-kb", help="Largest request body accepted, in KiB.")] = 1024,
     access_log: Annotated[bool, typer.Option("--access-log/--no-access-log", help="Log every request.")] = True,
 ) -> None:

@@ -11,10 +11,13 @@ a body above the size limit a 413, a missing or wrong API key a 401. The run is 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
+import importlib.util
 import inspect
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -26,7 +29,7 @@ from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from starlette.exceptions import HTTPException
@@ -41,15 +44,17 @@ from shopseg.errors import (
     NotFoundError,
     ShopsegError,
 )
-from shopseg.serve.rundir import MAX_SCORE_ROWS, RunData
+from shopseg.serve.rundir import MAX_SCORE_ROWS, RunData, ScoreJob, ScoreResult, json_bytes
 
-__all__ = ["DEFAULT_MAX_BODY_BYTES", "create_app", "openapi_document", "serve"]
+__all__ = ["DEFAULT_MAX_BODY_BYTES", "ScoreBatcher", "create_app", "default_workers", "openapi_document", "serve"]
 
 log = logging.getLogger(__name__)
 
 #: request bodies above this many bytes get 413 (a customer's orders fit in far less)
 DEFAULT_MAX_BODY_BYTES = 1_048_576
 API_KEY_HEADER = "X-API-Key"
+#: the most order lines one batched scoring pass takes (requests beyond wait for the next pass)
+BATCH_MAX_ROWS = 50_000
 
 # ------------------------------------------------------------------------------------------------ schemas
 
@@ -326,6 +331,186 @@ class BodyLimit:
         await self.app(scope, limited, send)
 
 
+class FastPaths:
+    """The two hot routes answered before FastAPI's routing, dependency injection and validation layers, which
+    cost more than the work itself on a small machine:
+
+    * ``GET /customers/{id}`` from the customer's ready-made JSON body (:meth:`RunData.customer_json`);
+    * ``POST /score`` with a JSON body (of a declared length) that :class:`ScoreRequest` accepts, handed to the
+      :class:`ScoreBatcher`.
+
+    Anything it is not sure of (another route or method, an unknown customer, a missing or wrong API key, a
+    query other than ``n=1..100``, a body the model refuses, no Content-Length) goes on to the app unchanged (the
+    body it read is replayed), whose routes give the same answers and the usual errors. Sits inside
+    :class:`BodyLimit`, so a body it reads is within the limit."""
+
+    def __init__(self, app: ASGIApp, state: Any) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.state.data is None:
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "GET" and scope["path"].startswith("/customers/"):
+            body = self._lookup(scope)
+            if body is not None:
+                await _send_json(send, 200, body)
+                return
+        elif scope["method"] == "POST" and scope["path"] == "/score" and self._authorised(scope):
+            await self._score(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def _authorised(self, scope: Scope) -> bool:
+        expected: str | None = self.state.api_key
+        if expected is None:
+            return True
+        given = next((v for k, v in scope["headers"] if k == b"x-api-key"), None)
+        return given is not None and hmac.compare_digest(given, expected.encode("utf-8"))
+
+    def _lookup(self, scope: Scope) -> bytes | None:
+        data: RunData = self.state.data
+        customer_id: str = scope["path"][11:]
+        if not 0 < len(customer_id) <= 200 or "/" in customer_id:
+            return None
+        query: bytes = scope.get("query_string", b"")
+        n = 10
+        if query:
+            if not query.startswith(b"n=") or not query[2:].isdigit() or len(query) > 5:
+                return None
+            n = int(query[2:])
+            if not 1 <= n <= 100:
+                return None
+        if not self._authorised(scope):
+            return None
+        try:
+            return data.customer_json(customer_id, n)
+        except ShopsegError:
+            return None
+
+    async def _score(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(scope["headers"])
+        json_body = headers.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json"
+        if not json_body or b"content-length" not in headers:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        raw = b"".join(chunks)
+        try:
+            body = ScoreRequest.model_validate_json(raw)
+        except ValueError:  # FastAPI's route words the 422 (or 400) the usual way
+            replayed = False
+
+            async def replay() -> Message:
+                nonlocal replayed
+                if not replayed:
+                    replayed = True
+                    return {"type": "http.request", "body": raw, "more_body": False}
+                return await receive()
+
+            await self.app(scope, replay, send)
+            return
+        data: RunData = self.state.data
+        batcher: ScoreBatcher = self.state.batcher
+        try:
+            result = await batcher.score(
+                ScoreJob(body.orders, customer_id=body.customer_id, as_of=body.as_of, n=body.n)
+            )
+        except ShopsegError as exc:
+            status, code = _status_of(exc)
+            await _error(status, code, str(exc))(scope, receive, send)
+            return
+        await _send_json(send, 200, json_bytes({"run_id": data.run_id, **result.to_dict()}))
+
+
+async def _send_json(send: Send, status: int, body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class ScoreBatcher:
+    """Micro-batching of ``POST /score``: requests queue, and one pass at a time scores everything queued (up to
+    ``max_rows`` order lines) with :meth:`RunData.score_many` in a worker thread, then hands each request its own
+    result or error. An idle server scores a lone request at once; under load, the requests that arrive while
+    a pass runs share the next one, so the fixed cost of a pass (its SQL statements) is paid once for all."""
+
+    def __init__(
+        self, data: RunData, *, max_rows: int = BATCH_MAX_ROWS, linger_s: float = 0.025, linger_min: int = 8
+    ) -> None:
+        self.data = data
+        self.max_rows = max_rows
+        self.linger_s = linger_s
+        self.linger_min = linger_min
+        self._queue: list[tuple[ScoreJob, asyncio.Future[ScoreResult]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: passes run and requests scored (for tests and curiosity)
+        self.passes = 0
+        self.scored = 0
+
+    async def score(self, job: ScoreJob) -> ScoreResult:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:  # a new event loop (tests start one per client): nothing carries over
+            self._loop, self._queue, self._task = loop, [], None
+        future: asyncio.Future[ScoreResult] = loop.create_future()
+        self._queue.append((job, future))
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        target = 0  # requests to wait for (briefly) before the next pass: the last pass's and those queued then
+        while self._queue:
+            # under load (requests waiting), the clients of the last pass usually send their next request within
+            # a few milliseconds: waiting that long lets their requests share the coming pass instead of forming a
+            # second cohort; a request that finds the queue empty is scored at once
+            deadline = time.monotonic() + self.linger_s
+            while len(self._queue) < target and time.monotonic() < deadline:
+                await asyncio.sleep(self.linger_s / 10)
+            take: list[tuple[ScoreJob, asyncio.Future[ScoreResult]]] = []
+            rows = 0
+            while self._queue and (not take or rows + len(self._queue[0][0].rows) <= self.max_rows):
+                item = self._queue.pop(0)
+                if item[1].done():  # the client went away
+                    continue
+                take.append(item)
+                rows += len(item[0].rows)
+            if not take:
+                continue
+            try:
+                results = await asyncio.to_thread(self.data.score_many, [job for job, _ in take])
+            except Exception as exc:  # not a per-request error: every request of the pass gets it
+                for _, future in take:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.passes += 1
+            self.scored += len(take)
+            # lingering pays only when many clients keep requests in flight; at a moderate rate it only adds delay
+            target = len(take) + len(self._queue) if len(take) >= self.linger_min else 0
+            for (_, future), result in zip(take, results, strict=True):
+                if future.done():
+                    continue
+                if isinstance(result, ScoreResult):
+                    future.set_result(result)
+                else:
+                    future.set_exception(result)
+
+
 # ------------------------------------------------------------------------------------------------ app
 
 _key_header = APIKeyHeader(
@@ -335,7 +520,8 @@ _key_header = APIKeyHeader(
 )
 
 
-def _check_key(request: Request, key: Annotated[str | None, Security(_key_header)]) -> None:
+# the dependencies are coroutines: FastAPI runs plain functions in a thread pool, which cost more than the check
+async def _check_key(request: Request, key: Annotated[str | None, Security(_key_header)]) -> None:
     expected: str | None = request.app.state.api_key
     if expected is None:
         return
@@ -345,7 +531,7 @@ def _check_key(request: Request, key: Annotated[str | None, Security(_key_header
         raise HTTPException(401, f"wrong API key in the {API_KEY_HEADER} header")
 
 
-def _data(request: Request) -> RunData:
+async def _data(request: Request) -> RunData:
     data: RunData = request.app.state.data
     return data
 
@@ -379,7 +565,9 @@ def _build(
     )
     app.state.data = data
     app.state.api_key = api_key or None
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    app.state.batcher = ScoreBatcher(data) if data is not None else None
+    app.add_middleware(FastPaths, state=app.state)
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)  # added last: outermost, so FastPaths sits inside
     _install_error_handlers(app)
     auth = [Depends(_check_key)]
 
@@ -425,10 +613,11 @@ def _build(
         data: Data,
         customer_id: Annotated[str, PathParam(min_length=1, max_length=200, description="Customer id of the run.")],
         n: Annotated[int, Query(ge=1, le=100, description="Recommendations to return.")] = 10,
-    ) -> JSONResponse:
+    ) -> Response:
         """A customer of the run: segment, name, action, feature values and top-n recommendations."""
-        # built from plain values already shaped like the model: skip a second validation on the hot path
-        return JSONResponse(data.customer(customer_id, n))
+        # the body is made once per customer from plain values already shaped like the model (no validation on
+        # the hot path); most lookups never get here: FastPaths answers them with the same bytes
+        return Response(data.customer_json(customer_id, n), media_type="application/json")
 
     @app.post(
         "/score",
@@ -437,11 +626,14 @@ def _build(
         responses={**_ERRORS, 409: {"model": ErrorResponse, "description": "The lines lack what the model needs."}},
         tags=["customers"],
     )
-    def score(data: Data, body: ScoreRequest) -> dict[str, Any]:
+    async def score(request: Request, data: Data, body: ScoreRequest) -> Response:
         """Segment customers the run has not seen from their raw order lines (ingest, clean and feature SQL of
-        the library, then the run's saved model); recommendations are the segment's top products not yet bought."""
-        result = data.score_orders(body.orders, customer_id=body.customer_id, as_of=body.as_of, n=body.n)
-        return {"run_id": data.run_id, **result.to_dict()}
+        the library, then the run's saved model); recommendations are the segment's top products not yet bought.
+        Concurrent requests are scored together in one pass (each gets exactly what it would get alone)."""
+        batcher: ScoreBatcher = request.app.state.batcher
+        job = ScoreJob(body.orders, customer_id=body.customer_id, as_of=body.as_of, n=body.n)
+        result = await batcher.score(job)
+        return Response(json_bytes({"run_id": data.run_id, **result.to_dict()}), media_type="application/json")
 
     @app.get(
         "/items/{product_id}/similar",
@@ -473,14 +665,17 @@ def create_app(
     """The API over one run folder. The run is opened read-only and loaded now, so a bad folder fails here
     (with a :class:`~shopseg.errors.ShopsegError`), not on the first request. ``api_key`` (if given) is then
     required in the ``X-API-Key`` header of every route but ``/health`` and the docs. A :class:`RunData` may be
-    passed instead of a folder; it is then left open when the app shuts down."""
+    passed instead of a folder; it is then left open when the app shuts down. Lookup bodies of runs up to
+    :data:`~shopseg.serve.rundir.LOOKUP_PRECOMPUTE` customers are made now too (then a lookup is a dictionary
+    access)."""
     if max_body_bytes < 1:
         raise ConfigError(f"max_body_bytes must be positive (got {max_body_bytes})")
     if isinstance(run_dir, RunData):
-        return _build(run_dir.warm(), api_key=api_key, max_body_bytes=max_body_bytes, close_on_shutdown=False)
+        run_dir.warm().precompute_lookups()
+        return _build(run_dir, api_key=api_key, max_body_bytes=max_body_bytes, close_on_shutdown=False)
     data = RunData.open(run_dir)
     try:
-        data.warm()
+        data.warm().precompute_lookups()
     except Exception:
         data.close()
         raise
@@ -507,34 +702,56 @@ def app_from_env() -> FastAPI:
     )
 
 
+def default_workers() -> int:
+    """Worker processes ``serve`` starts when not told: one per CPU core the process may use, at most 4."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, 4))
+
+
+def _uvicorn_impl() -> dict[str, str]:
+    """uvicorn's C HTTP parser and event loop (httptools, uvloop: the ``serve`` extra) when installed."""
+    have = importlib.util.find_spec
+    return {
+        "http": "httptools" if have("httptools") else "h11",
+        "loop": "uvloop" if have("uvloop") else "asyncio",
+    }
+
+
 def serve(
     run_dir: str | Path,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     api_key: str | None = None,
-    workers: int = 1,
+    workers: int = 0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     log_level: str = "info",
     access_log: bool = True,
 ) -> None:
-    """Run the API with uvicorn until interrupted. The run is checked before the server starts."""
+    """Run the API with uvicorn until interrupted. The run is checked before the server starts. ``workers``
+    processes (0: :func:`default_workers`) each load the run and answer requests; each batches its own
+    concurrent ``POST /score`` requests."""
     import uvicorn
 
-    if workers < 1:
-        raise ConfigError(f"workers must be at least 1 (got {workers})")
+    if workers < 0:
+        raise ConfigError(f"workers must be 0 (one per CPU core) or more (got {workers})")
     if not 0 <= port <= 65535:
         raise ConfigError(f"port must be between 0 and 65535 (got {port})")
+    workers = workers or default_workers()
+    impl = _uvicorn_impl()
     if workers == 1:
         app = create_app(run_dir, api_key, max_body_bytes=max_body_bytes)
-        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log)
+        uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, **impl)  # type: ignore[arg-type]
         return
     RunData.open(run_dir).close()  # fail here, with the library's message, not in every worker
     os.environ[_ENV_RUN] = str(Path(run_dir).resolve())
     os.environ[_ENV_BODY] = str(max_body_bytes)
     if api_key:
         os.environ[_ENV_KEY] = api_key
-    extra: dict[str, Any] = {}
+    extra: dict[str, Any] = dict(impl)
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # a worker imports shopseg and loads the run before it answers the supervisor's first health check;
         # uvicorn's default of 5 s kills (and restarts, forever) workers on a busy machine

@@ -28,11 +28,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from shopseg.errors import BackendError, ConfigError, DataError, InputError, NotFoundError
+from shopseg.backends.duckdb import DuckDBBackend, quote
+from shopseg.errors import BackendError, ConfigError, DataError, InputError, NotFoundError, ShopsegError
 
 __all__ = [
     "RunData",
+    "ScoreJob",
     "ScoreResult",
+    "json_bytes",
     "json_value",
     "open_run_db",
     "run_id",
@@ -45,6 +48,10 @@ MANIFEST = "manifest.json"
 ID_COLUMNS = ("customer_id", "segment", "segment_name", "action")
 #: the most order lines one scoring call takes (the API's limit; the library accepts what it is given)
 MAX_SCORE_ROWS = 10_000
+#: customer lookups whose JSON body is kept once made (about 1-3 KB each)
+LOOKUP_CACHE = 200_000
+#: runs of up to this many customers have every lookup's body made at start-up
+LOOKUP_PRECOMPUTE = 50_000
 
 
 class _Segmenter(Protocol):
@@ -71,6 +78,11 @@ def json_value(v: Any) -> Any:
     if v is pd.NA or v is pd.NaT:
         return None
     return str(v) if not isinstance(v, str) else v
+
+
+def json_bytes(value: Any) -> bytes:
+    """``value`` as compact UTF-8 JSON, byte for byte what the API's JSON responses send."""
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")).encode()
 
 
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -185,8 +197,6 @@ class _BackendPool:
 
     @contextmanager
     def get(self) -> Iterator[Any]:
-        from shopseg.backends.duckdb import DuckDBBackend
-
         with self._lock:
             backend = self._free.pop() if self._free else None
         if backend is None:
@@ -223,6 +233,8 @@ class RunData:
         self._lock = threading.RLock()
         self._loaded: dict[str, Any] = {}
         self._pool = _BackendPool(4)
+        self._bodies: dict[tuple[str, int], bytes] = {}
+        self._shapes: dict[tuple[tuple[str, ...], bool], tuple[Any, str | None]] = {}
         self.run_id = run_id(path)
         try:
             self.as_of = datetime.fromisoformat(str(manifest["as_of"]))
@@ -597,6 +609,26 @@ class RunData:
             "recommendations": self.recommendations(customer_id, n),
         }
 
+    def customer_json(self, customer_id: str, n: int = 10) -> bytes:
+        """:meth:`customer` as the API's JSON body (UTF-8 bytes), made once per customer and ``n`` and then kept
+        (up to :data:`LOOKUP_CACHE` bodies), so a repeated lookup costs a dictionary access."""
+        key = (str(customer_id), n)
+        body = self._bodies.get(key)
+        if body is None:
+            body = json_bytes(self.customer(customer_id, n))
+            if len(self._bodies) < LOOKUP_CACHE:
+                self._bodies[key] = body
+        return body
+
+    def precompute_lookups(self, n: int = 10, limit: int = LOOKUP_PRECOMPUTE) -> int:
+        """Make the JSON body of every customer's lookup with ``n`` recommendations now (the API does this at
+        start-up for runs of up to ``limit`` customers); returns how many were made."""
+        if self.n_customers > limit:
+            return 0
+        for cid in self._customers[0]:
+            self.customer_json(cid, n)
+        return self.n_customers
+
     def recommendations(self, customer_id: str, n: int = 10) -> list[dict[str, Any]]:
         bounds, arrays = self._recs
         b = bounds.get(str(customer_id))
@@ -687,11 +719,101 @@ class RunData:
         """Segment customers the run has not seen, from their raw order lines (dicts in the run's source column
         names, the canonical names, or any names the automatic mapping knows).
 
-        The lines go through the library's ingest, cleaning rules and feature SQL on a private in-memory
-        database; the run's saved segmenter assigns the segment; recommendations are the segment's top products
-        the customer has not bought. ``customer_id`` fills in (and overrides) the customer of every line.
+        The lines go through the library's column mapping, typing, cleaning rules and feature SQL on a private
+        in-memory database; the run's saved segmenter assigns the segment; recommendations are the segment's top
+        products the customer has not bought. ``customer_id`` fills in (and overrides) the customer of every line.
         ``as_of`` defaults to the run's as-of date, or the day after the customer's last order when that is later.
+        One call is :meth:`score_many` with one job.
         """
+        result = self.score_many([ScoreJob(rows, customer_id=customer_id, as_of=as_of, n=n)])[0]
+        if isinstance(result, ShopsegError):
+            raise result
+        return result
+
+    def score_many(self, jobs: Sequence[ScoreJob]) -> list[ScoreResult | ShopsegError]:
+        """Score several independent requests in one pass: their lines share one set of SQL statements (customer
+        ids are kept apart per job), and each job gets exactly what :meth:`score_orders` gives it alone, or the
+        error it alone would raise (returned in its place, not raised)."""
+        out: list[ScoreResult | ShopsegError | None] = [None] * len(jobs)
+        prepared: list[_Prepared] = []
+        for i, job in enumerate(jobs):
+            try:
+                p = self._prepare(i, job)
+            except ShopsegError as exc:
+                out[i] = exc
+                continue
+            if p is None:  # a shape the shared pass does not cover: the step-by-step path
+                try:
+                    out[i] = self._score_alone(job)
+                except ShopsegError as exc:
+                    out[i] = exc
+            else:
+                prepared.append(p)
+        if prepared:
+            try:
+                with self._pool.get() as backend:
+                    results = _score_pass(self, backend, prepared)
+            except ShopsegError as exc:
+                if len(prepared) == 1:
+                    results = {prepared[0].index: exc}
+                else:  # cannot tell whose lines broke the pass: score each alone, so only they fail
+                    results = {}
+                    for p in prepared:
+                        try:
+                            with self._pool.get() as backend:
+                                results.update(_score_pass(self, backend, [p]))
+                        except ShopsegError as one:
+                            results[p.index] = one
+            for index, res in results.items():
+                out[index] = res
+        done: list[ScoreResult | ShopsegError] = []
+        for one_result in out:
+            assert one_result is not None
+            done.append(one_result)
+        return done
+
+    def _prepare(self, index: int, job: ScoreJob) -> _Prepared | None:
+        """Check one job and shape its lines as text columns; None when only the step-by-step path fits it."""
+        from shopseg.config import InputConfig
+        from shopseg.ingest.mapping import _SAMPLE, map_columns
+
+        rows = job.rows
+        if not rows:
+            raise DataError("no order lines to score; send at least one line with a customer, date and price")
+        if job.n < 1:
+            raise ConfigError(f"n must be at least 1 (got {job.n})")
+        names: list[str] = []
+        for r in rows:
+            for k in r:
+                if k not in names:
+                    names.append(str(k))
+        if not names:
+            raise DataError("the order lines have no columns; send objects such as {customer_id, ts, unit_price}")
+        forced = job.customer_id is not None
+        names = [c for c in names if c != "__customer"]  # the name the customer_id option gets
+        columns = {c: _texts([r.get(c) for r in rows]) for c in names}
+        if forced:
+            columns["__customer"] = [str(job.customer_id)] * len(rows)
+        if not columns or len(rows) > _SAMPLE or all(c.startswith("column") and c[6:].isdigit() for c in columns):
+            return None  # format detection on a sample, or headerless names: the library's own ingest decides
+        shape = (tuple(columns), forced)
+        known = self._shapes.get(shape)
+        if known is None:
+            cfg_in, _ = self._score_configs(list(columns), forced)
+            with_fmt = InputConfig.model_validate(cfg_in)
+            cfg_in.pop("date_format", None)
+            mapping = map_columns(list(columns), dict(InputConfig.model_validate(cfg_in).columns))
+            known = (mapping, with_fmt.date_format)
+            if len(self._shapes) < 1000:
+                self._shapes[shape] = known
+        mapping, fmt = known
+        if fmt and not _all_parse(columns[self.manifest["ingest"]["columns"]["ts"]], fmt):
+            fmt = None  # not in the run's own date style: detect it from the values
+        return _Prepared(index, job, columns, mapping, fmt)
+
+    def _score_alone(self, job: ScoreJob) -> ScoreResult:
+        """One job through the library's ingest, clean and feature steps as a pipeline run takes them (for
+        inputs the shared pass does not cover; tests compare the two)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -700,6 +822,7 @@ class RunData:
         from shopseg.features import build_features
         from shopseg.ingest import ingest_transactions
 
+        rows, customer_id, as_of, n = job.rows, job.customer_id, job.as_of, job.n
         if not rows:
             raise DataError("no order lines to score; send at least one line with a customer, date and price")
         if n < 1:
@@ -721,54 +844,69 @@ class RunData:
         fmt = cfg_in.get("date_format")
         if fmt and not _all_parse(table.column(self.manifest["ingest"]["columns"]["ts"]).to_pylist(), fmt):
             del cfg_in["date_format"]  # not in the run's own date style: detect it from the values
-        with tempfile.TemporaryDirectory(prefix="shopseg-score-") as tmp, self._pool.get() as backend:
-            src = Path(tmp) / "orders.parquet"
-            pq.write_table(table, src)
-            ing = ingest_transactions(backend, [src], InputConfig.model_validate(cfg_in), work=Path(tmp) / "w")
-            cleaned = clean_transactions(backend, ing, CleanConfig.model_validate(cfg_clean))
-            quarantined = {
-                str(r.code): int(r.rows) for r in cleaned.reconciliation.itertuples() if r.code != "clean" and r.rows
-            }
-            if cleaned.clean_rows == 0:
-                raise DataError(
-                    f"none of the {cleaned.input_rows} order lines can be used: "
-                    + ", ".join(f"{k}: {v}" for k, v in quarantined.items())
-                    + "; send purchases with a customer, a date, a positive quantity and price"
+        with tempfile.TemporaryDirectory(prefix="shopseg-score-") as tmp:
+            backend = DuckDBBackend(":memory:", threads=1)
+            try:
+                src = Path(tmp) / "orders.parquet"
+                pq.write_table(table, src)
+                ing = ingest_transactions(backend, [src], InputConfig.model_validate(cfg_in), work=Path(tmp) / "w")
+                cleaned = clean_transactions(backend, ing, CleanConfig.model_validate(cfg_clean))
+                quarantined = {
+                    str(r.code): int(r.rows)
+                    for r in cleaned.reconciliation.itertuples()
+                    if r.code != "clean" and r.rows
+                }
+                if cleaned.clean_rows == 0:
+                    raise _unusable(cleaned.input_rows, quarantined)
+                last = backend.scalar("SELECT max(ts) FROM transactions")
+                when = as_of or _default_as_of(self.as_of, last)
+                fs = build_features(backend, when, present_columns=set(ing.mapping.source), table=None)
+                bought = backend.df(
+                    "SELECT DISTINCT customer_id, product_id FROM transactions WHERE product_id IS NOT NULL"
                 )
-            last = backend.scalar("SELECT max(ts) FROM transactions")
-            when = as_of
-            if when is None:
-                day_after = datetime(last.year, last.month, last.day) + timedelta(days=1)
-                when = max(self.as_of, day_after)
-            fs = build_features(backend, when, present_columns=set(ing.mapping.source), table=None)
-            bought = backend.df(
-                "SELECT DISTINCT customer_id, product_id FROM transactions WHERE product_id IS NOT NULL"
-            )
+            finally:
+                backend.close()
+        had = bought.groupby("customer_id")["product_id"].agg(lambda s: set(s.astype(str))).to_dict()
         frame = fs.frame
         labels = np.asarray(self.segmenter.predict(frame), dtype=np.int64)
-        by_seg = {int(r["segment"]): r for _, r in self.profiles.iterrows()}
-        had = bought.groupby("customer_id")["product_id"].agg(lambda s: set(s.astype(str))).to_dict()
-        feats = [c for c in frame.columns if c != "customer_id"]
-        kinds = {c: frame[c].dtype.kind for c in feats}
+        ids = frame["customer_id"].astype(str).tolist()
+        out = self._scored_customers(frame, range(len(ids)), labels, ids, [had.get(c, set()) for c in ids], n)
+        notes = [x for x in ing.notes if "no product column" in x or "order id" in x]
+        return ScoreResult(when, out, cleaned.input_rows, cleaned.clean_rows, quarantined, notes)
+
+    def _scored_customers(
+        self,
+        frame: pd.DataFrame | tuple[dict[str, list[Any]], dict[str, str]],
+        rows: Sequence[int],
+        labels: np.ndarray,
+        ids: list[str],
+        bought: list[set[str]],
+        n: int,
+    ) -> list[dict[str, Any]]:
+        """The response entries of scored customers: feature rows ``rows`` of ``frame`` (or of its columns as
+        lists with their dtype kinds, taken once for many jobs), with their segment labels."""
+        by_seg = self._lazy("profile_rows", lambda: {int(r["segment"]): r for _, r in self.profiles.iterrows()})
+        known = self._customers[0]
+        values, kinds = _columns_of(frame) if isinstance(frame, pd.DataFrame) else frame
+        feats = [c for c in values if c != "customer_id"]
         out = []
-        for i, cid in enumerate(frame["customer_id"].astype(str)):
+        for i, (row, cid) in enumerate(zip(rows, ids, strict=True)):
             seg = int(labels[i])
             prof = by_seg.get(seg)
-            features, attributes = _split({c: frame[c].iat[i] for c in feats}, kinds)
+            features, attributes = _split({c: values[c][row] for c in feats}, kinds)
             out.append(
                 {
                     "customer_id": cid,
-                    "known": cid in self._customers[0],
+                    "known": cid in known,
                     "segment": seg,
                     "segment_name": str(prof["name"]) if prof is not None else f"Segment {seg}",
                     "action": str(prof["action"]) if prof is not None else "",
                     "features": features,
                     "attributes": attributes,
-                    "recommendations": self._segment_recs(seg, had.get(cid, set()), n),
+                    "recommendations": self._segment_recs(seg, bought[i], n),
                 }
             )
-        notes = [x for x in ing.notes if "no product column" in x or "order id" in x]
-        return ScoreResult(when, out, cleaned.input_rows, cleaned.clean_rows, quarantined, notes)
+        return out
 
     def _score_configs(self, columns: list[str], forced_customer: bool) -> tuple[dict[str, Any], dict[str, Any]]:
         """Input and cleaning settings for scoring: the run's own, limited to what applies to these lines."""
@@ -802,6 +940,268 @@ class RunData:
         ]
 
 
+@dataclass
+class ScoreJob:
+    """One scoring request: a customer's (or several customers') raw order lines and the options of
+    :meth:`RunData.score_orders`."""
+
+    rows: Sequence[Mapping[str, Any]]
+    customer_id: str | None = None
+    as_of: datetime | None = None
+    n: int = 10
+
+
+@dataclass
+class _Prepared:
+    """A checked job: its lines as text columns and its column mapping."""
+
+    index: int
+    job: ScoreJob
+    columns: dict[str, list[str | None]]
+    mapping: Any  # shopseg.ingest.mapping.ColumnMapping
+    date_format: str | None  # the run's own date layout when every date fits it, else None: detect
+    #: the job's prefix of its customers' ids inside a pass (fixed width: ids sort as they would alone)
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = f"{self.index:06d}"
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.job.rows)
+
+
+_SEP = "\x1f"  # between a job's key and a customer id inside a pass
+
+
+def _default_as_of(run_as_of: datetime, last: Any) -> datetime:
+    """The run's as-of, or the day after the last order when that is later."""
+    day_after = datetime(last.year, last.month, last.day) + timedelta(days=1)
+    return max(run_as_of, day_after)
+
+
+def _unusable(input_rows: int, quarantined: dict[str, int]) -> DataError:
+    return DataError(
+        f"none of the {input_rows} order lines can be used: "
+        + ", ".join(f"{k}: {v}" for k, v in quarantined.items())
+        + "; send purchases with a customer, a date, a positive quantity and price"
+    )
+
+
+def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[int, ScoreResult | ShopsegError]:
+    """Score every prepared job in one set of SQL statements on ``backend`` (an in-memory DuckDB).
+
+    The statements are the library's own (typing, cleaning rules, duplicate and returns passes, feature SQL); a
+    job's customer ids carry the job's key, so jobs never mix. Per job, the checks of ingest (date layout,
+    decimal comma, an empty customer column) are one grouped query per column layout. Jobs the shared statements
+    cannot answer exactly as alone (an empty customer column: the library's own message) go the step-by-step way.
+    """
+    import dataclasses
+
+    import pyarrow as pa
+
+    from shopseg.clean import DUPLICATE_PASS, FLAGGED, _mark_duplicates, _returns, rules_for
+    from shopseg.config import CleanConfig
+    from shopseg.features import FEATURES, feature_sql
+    from shopseg.ingest import RAW, typed_sql
+    from shopseg.ingest.mapping import DATE_FORMATS
+
+    results: dict[int, ScoreResult | ShopsegError] = {}
+    cfg_clean = CleanConfig.model_validate(data._score_configs([], False)[1])
+    all_rules = rules_for(cfg_clean)
+    shapes: dict[tuple[Any, ...], list[_Prepared]] = {}
+    for p in prepared:
+        shapes.setdefault((tuple(p.columns), tuple(p.mapping.source.items())), []).append(p)
+    alive: list[tuple[_Prepared, Any, list[Any]]] = []  # (job, mapping with its formats, its rules)
+    first = True
+    for s, group in enumerate(shapes.values()):
+        names = list(group[0].columns)
+        mapping = group[0].mapping
+        table = pa.table(
+            {
+                **{c: pa.array([v for p in group for v in p.columns[c]], type=pa.string()) for c in names},
+                "_source": pa.array([p.key for p in group for _ in range(p.n_rows)], type=pa.string()),
+            }
+        )
+        backend.register("_score_in", table)
+        try:
+            backend.execute(f"CREATE OR REPLACE TEMP TABLE {RAW} AS SELECT * FROM _score_in")
+        finally:
+            backend.con.unregister("_score_in")
+        # ingest's checks, per job: customer ids present, date layout, decimal comma (every line is in the sample
+        # the library takes, so counting all of a job's lines is what it counts)
+        cust = quote(mapping.source["customer_id"])
+        ts = quote(mapping.source["ts"])
+        v = f"CASE WHEN {ts} IS NOT NULL THEN trim(CAST({ts} AS VARCHAR)) END"
+        nums = [quote(mapping.source[c]) for c in ("quantity", "unit_price", "amount") if mapping.has(c)]
+        commas = " + ".join(
+            f"(CASE WHEN regexp_full_match(trim(CAST({c} AS VARCHAR)), '-?\\d+,\\d{{1,3}}') "
+            f"AND NOT regexp_full_match(trim(CAST({c} AS VARCHAR)), '-?\\d{{1,3}},\\d{{3}}') THEN 1 ELSE 0 END)"
+            for c in nums
+        )
+        dots = " + ".join(
+            f"(CASE WHEN regexp_full_match(trim(CAST({c} AS VARCHAR)), '-?\\d*\\.\\d+') THEN 1 ELSE 0 END)"
+            for c in nums
+        )
+        # first the cheap answers: dates in the first layout the library tries, numbers without a comma
+        quick = {
+            str(r[0]): r[1:]
+            for r in backend.rows(
+                f"SELECT _source, count(NULLIF(trim(CAST({cust} AS VARCHAR)), '')), count(v), "
+                f"count(try_strptime(v, '{DATE_FORMATS[0]}')) FROM (SELECT _source, {cust}, {v} AS v FROM {RAW}) "
+                "GROUP BY _source"
+            )
+        }
+        num_src = [mapping.source[c] for c in ("quantity", "unit_price", "amount") if mapping.has(c)]
+        full = [
+            p.key
+            for p in group
+            if (p.date_format is None and quick[p.key][2] < quick[p.key][1])
+            or any("," in "".join(filter(None, p.columns[c])) for c in num_src)
+        ]
+        by_key: dict[str, tuple[Any, ...]] = {}
+        if full:
+            fmts = ", ".join(f"count(try_strptime(v, '{f}'))" for f in DATE_FORMATS)
+            keys = ", ".join(f"'{k}'" for k in full)
+            by_key = {
+                str(r[0]): r[1:]
+                for r in backend.rows(
+                    f"SELECT _source, 0, {f'sum({commas}), sum({dots})' if nums else '0, 0'}, count(v), avg(CASE "
+                    "WHEN v IS NULL THEN NULL WHEN regexp_full_match(v, '\\d{10}(\\d{3}|\\d{6})?') THEN 1 "
+                    f"ELSE 0 END), {fmts} FROM (SELECT *, {v} AS v FROM {RAW} WHERE _source IN ({keys})) "
+                    "GROUP BY _source"
+                )
+            }
+        subgroups: dict[tuple[str | None, bool], list[_Prepared]] = {}
+        for p in group:
+            present, total, first_fmt = quick[p.key]
+            if int(present) == 0:
+                try:
+                    results[p.index] = data._score_alone(p.job)
+                except ShopsegError as exc:
+                    results[p.index] = exc
+                continue
+            fmt = p.date_format
+            n_comma = n_dot = 0
+            if p.key in by_key:
+                _, n_comma, n_dot, total, epoch, *scores = by_key[p.key]
+            if fmt is None and (total == 0 or first_fmt == total):
+                fmt = DATE_FORMATS[0]  # every date parses with the first layout: no other can count more
+            elif fmt is None:
+                best = max(int(x) for x in scores)
+                if best == 0:
+                    fmt = "epoch" if epoch is not None and float(epoch) > 0.95 else DATE_FORMATS[0]
+                else:
+                    fmt = next(f for f, x in zip(DATE_FORMATS, scores, strict=True) if int(x) == best)
+            comma = int(n_comma or 0) > 0 and int(n_dot or 0) == 0
+            subgroups.setdefault((fmt, comma), []).append(p)
+        present_cols = set(mapping.source)
+        rules = [r for r in all_rules if all(c in present_cols for c in r.requires)]
+        case = " ".join(f"WHEN {r.condition} THEN '{r.code}'" for r in rules if r.condition != DUPLICATE_PASS)
+        selects = []
+        for (fmt, comma), members in subgroups.items():
+            m = dataclasses.replace(mapping, date_format=fmt, decimal_comma=comma)
+            typed = typed_sql(m, {c: "VARCHAR" for c in names})
+            keys = ", ".join(f"'{p.key}'" for p in members)
+            selects.append(
+                f"SELECT _row_id + {s << 32} AS _row_id, _source AS _job, _source || chr(31) || customer_id AS "
+                "customer_id, order_id, product_id, product_name, category, quantity, unit_price, ts, country, "
+                f"CASE {case} ELSE NULL END AS _reason FROM ({typed}) WHERE _source IN ({keys})"
+            )
+            alive += [(p, m, rules) for p in members]
+        if selects:
+            head = f"CREATE OR REPLACE TABLE {FLAGGED} AS " if first else f"INSERT INTO {FLAGGED} "
+            backend.execute(head + " UNION ALL ".join(selects))
+            first = False
+    if not alive:
+        return results
+    _mark_duplicates(backend)
+    backend.execute(
+        f"CREATE OR REPLACE VIEW transactions AS SELECT customer_id, order_id, product_id, product_name, category, "
+        f"quantity, unit_price, ts, country FROM {FLAGGED} WHERE _reason IS NULL"
+    )
+    _returns(backend)
+    counts: dict[str, dict[str | None, int]] = {}
+    last: dict[str, Any] = {}
+    for job, reason, rows, latest in backend.rows(
+        f"SELECT _job, _reason, count(*), max(ts) FROM {FLAGGED} GROUP BY ALL"
+    ):
+        counts.setdefault(str(job), {})[reason] = int(rows)
+        if reason is None:
+            last[str(job)] = latest
+    scored: list[tuple[_Prepared, Any, dict[str, int], datetime]] = []
+    for p, m, rules in alive:
+        mine = counts.get(p.key, {})
+        quarantined = {r.code: mine[r.code] for r in rules if mine.get(r.code)}
+        if not mine.get(None):
+            results[p.index] = _unusable(p.n_rows, quarantined)
+            continue
+        when = p.job.as_of or _default_as_of(data.as_of, last[p.key])
+        scored.append((p, m, quarantined, when))
+    bought: dict[str, set[str]] = {}
+    if scored:
+        for cid, pid in backend.rows(
+            "SELECT DISTINCT customer_id, product_id FROM transactions WHERE product_id IS NOT NULL"
+        ):
+            bought.setdefault(str(cid), set()).add(str(pid))
+    numeric = [f.name for f in FEATURES if f.numeric]
+    for when in dict.fromkeys(w for *_, w in scored):
+        sql = data._lazy(f"feature_sql {when.isoformat()}", lambda when=when: feature_sql(when))
+        frame = backend.df(sql)
+        frame["customer_id"] = frame["customer_id"].astype(str)
+        nums = [c for c in numeric if c in frame.columns]
+        frame[nums] = frame[nums].astype("float64")
+        owner = frame["customer_id"].str.slice(0, 6).to_numpy()
+        # jobs that lack a column skip the features needing it, as alone; predict per set of columns
+        by_cols: dict[tuple[str, ...], list[tuple[_Prepared, Any, dict[str, int], np.ndarray]]] = {}
+        skips: dict[int, set[str]] = {}  # by mapping (jobs of one column layout share theirs)
+        for p, m, quarantined, w in scored:
+            if w != when:
+                continue
+            at = np.flatnonzero(owner == p.key)
+            if len(at) == 0:
+                results[p.index] = DataError(
+                    f"no customer has a clean purchase before {when:%Y-%m-%d}; choose a later --as-of"
+                )
+                continue
+            skip = skips.get(id(m.source))
+            if skip is None:
+                skip = skips[id(m.source)] = {f.name for f in FEATURES if not set(f.requires) <= set(m.source)}
+            kept = tuple(c for c in frame.columns if c not in skip)
+            by_cols.setdefault(kept, []).append((p, m, quarantined, at))
+        for kept, same_cols in by_cols.items():
+            sub = frame.iloc[np.concatenate([at for *_, at in same_cols])][list(kept)].reset_index(drop=True)
+            try:
+                labels = np.asarray(data.segmenter.predict(sub), dtype=np.int64)
+            except ShopsegError as exc:
+                for p, *_ in same_cols:
+                    results[p.index] = exc
+                continue
+            cols = _columns_of(sub)
+            start = 0
+            for p, m, quarantined, at in same_cols:
+                rows = range(start, start + len(at))
+                full_ids = [cols[0]["customer_id"][r] for r in rows]
+                ids = [c[len(p.key) + 1 :] for c in full_ids]
+                customers = data._scored_customers(
+                    cols, rows, labels[start : start + len(at)], ids, [bought.get(c, set()) for c in full_ids], p.job.n
+                )
+                start += len(at)
+                notes = []
+                if not m.has("product_id"):
+                    notes.append("no product column: product features and recommendations are skipped")
+                if not m.has("order_id"):
+                    notes.append("no order id column: each customer's lines at one timestamp form one order")
+                clean = counts[p.key][None]
+                results[p.index] = ScoreResult(when, customers, p.n_rows, clean, quarantined, notes)
+    return results
+
+
+def _columns_of(frame: pd.DataFrame) -> tuple[dict[str, list[Any]], dict[str, str]]:
+    """A frame's columns as lists (timestamps as pandas Timestamps, as ``.iat`` gives them) and dtype kinds."""
+    return {c: frame[c].tolist() for c in frame.columns}, {c: frame[c].dtype.kind for c in frame.columns}
+
+
 def _split(values: dict[str, Any], kinds: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Numeric feature values (floats; missing = None) apart from other attributes (times, flags, text)."""
     features: dict[str, Any] = {}
@@ -824,6 +1224,22 @@ def _all_parse(values: list[Any], fmt: str) -> bool:
         except ValueError:
             return False
     return True
+
+
+def _texts(values: list[Any]) -> list[str | None]:
+    """:func:`_text` of every value, with the JSON types (text, missing, int, float) handled inline."""
+    out: list[str | None] = []
+    for v in values:
+        t = type(v)
+        if v is None or t is str:
+            out.append(v)
+        elif t is int:
+            out.append(str(v))
+        elif t is float:
+            out.append(str(int(v)) if v.is_integer() else str(v))
+        else:
+            out.append(_text(v))
+    return out
 
 
 def _text(v: Any) -> str | None:
