@@ -446,7 +446,13 @@ def _top_dense_matrix(mat: npt.NDArray[np.float64], n: int) -> tuple[IntArray, F
         return out_c, out_v
     m = min(n, n_cols)
     if m < n_cols:
-        idx = np.argpartition(mat, n_cols - m, axis=1)[:, n_cols - m :]
+        # the m smallest of -mat, with the products not allowed (-inf) as NaN, which partitioning puts last:
+        # numpy's introselect degrades when most of a row is one repeated value on the low side of the split
+        # (measured on Online Retail: rows 70-85% -inf took 0.5 s per 1,000 x 3,659 block, 10x this way)
+        neg = np.negative(mat)
+        neg[neg == np.inf] = np.nan
+        idx = np.argpartition(neg, m - 1, axis=1)[:, :m]
+        del neg
     else:
         idx = np.broadcast_to(np.arange(n_cols), (b, n_cols)).copy()
     vals = np.take_along_axis(mat, idx, axis=1)
