@@ -416,3 +416,40 @@ def test_auto_picks_a_stable_candidate_and_says_why(tmp_path: Path) -> None:
     assert adjusted_rand_score(truth, auto.labels_) == pytest.approx(1.0)
     with pytest.raises(ConfigError, match="auto candidates"):
         make_segmenter("auto", ["f0"], candidates=["rfm"]).fit(frame)
+
+
+def test_compute_limits_sets_one_thread_and_restores() -> None:
+    # the kept controller must still limit every pool (OpenMP of scikit-learn, BLAS of numpy) and restore them
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def pools() -> dict[tuple[str, str], int]:
+        return {(p["internal_api"], p["filepath"]): p["num_threads"] for p in threadpool_info()}
+
+    with threadpool_limits(limits=3):  # a known starting point on any machine
+        before = pools()
+        assert any(api == "openmp" for api, _ in before) and set(before.values()) == {3}
+        for _ in range(2):  # the second time from the kept controller
+            with compute_limits():
+                inside = pools()
+            assert set(inside) == set(before) and set(inside.values()) == {1}
+            assert pools() == before
+
+
+def test_silhouettes_equal_scikit_learn_for_every_labelling() -> None:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    from shopseg.segment.select import silhouettes
+
+    x, _ = _blobs((40, 25, 3, 1), seed=5)
+    xa = x.to_numpy()
+    rng = np.random.default_rng(1)
+    labelings = [KMeans(n_clusters=k, n_init=1, random_state=0).fit(xa).labels_ for k in (2, 3, 4)]
+    noisy = labelings[2].copy()
+    noisy[rng.choice(len(xa), 10, replace=False)] = -1  # noise is left out, as points and as segments
+    got = silhouettes(xa, [*labelings, noisy, np.zeros(len(xa), dtype=int)], block=7)  # blocks not dividing n
+    for labels, value in zip(labelings, got[:3], strict=True):
+        assert value == pytest.approx(silhouette_score(xa, labels), abs=1e-12)
+    keep = noisy >= 0
+    assert got[3] == pytest.approx(silhouette_score(xa[keep], noisy[keep]), abs=1e-12)
+    assert np.isnan(got[4])  # one segment: not defined

@@ -22,9 +22,11 @@ import inspect
 import json
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from difflib import get_close_matches
 from pathlib import Path
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeVar, cast
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from shopseg.errors import ConfigError, DataError, NotFittedError
 from shopseg.segment.preprocess import Preprocessor
@@ -61,6 +63,36 @@ def register(cls: _S) -> _S:
     return cls
 
 
+_controller: tuple[int, ThreadpoolController] | None = None
+
+
+def _threadpools() -> ThreadpoolController:
+    """The process's thread pools (OpenMP, BLAS), found once and found again only when modules were imported
+    since: ``threadpool_limits`` rescans every loaded library on each call (~5 ms, which was most of the CPU of
+    scoring one customer), a kept controller sets the limits in ~0.03 ms. A native library comes with an import,
+    so an unchanged ``sys.modules`` means no new pool to miss."""
+    global _controller
+    n = len(sys.modules)
+    if _controller is None or _controller[0] != n:
+        _controller = (n, ThreadpoolController())
+    return _controller[1]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One OpenMP thread in the calling thread (worker threads of the segmentation: OpenMP's thread count is per
+    thread, so :func:`compute_limits` in the main thread does not reach them), with scikit-learn's parameter
+    validation skipped: the many small internal fits (stability, gap references) pass arrays made here, finite
+    by construction, and the checks were a quarter of each fit's cost."""
+    import sklearn
+
+    with (
+        _threadpools().limit(limits=1, user_api="openmp"),
+        sklearn.config_context(assume_finite=True, skip_parameter_validation=True),
+    ):
+        yield
+
+
 @contextmanager
 def compute_limits() -> Iterator[None]:
     """One thread for OpenMP and BLAS, and scikit-learn's convergence warnings recorded rather than raised.
@@ -68,7 +100,7 @@ def compute_limits() -> Iterator[None]:
     scikit-learn's OpenMP threads busy-wait; beside DuckDB's pool on a small machine that made a 4,000-customer
     fit 10x slower (measured: 21 s vs 2.3 s for k = 2..10). One thread is faster here.
     """
-    with threadpool_limits(limits=1), warnings.catch_warnings():
+    with _threadpools().limit(limits=1), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         yield
 
@@ -356,17 +388,33 @@ class Segmenter:
             chosen = self.k if self.k is not None else max(1, min(n_distinct, self.k_min))
             reason = f"too few distinct customers ({n_distinct}) to compare k; k={chosen}"
             return Selection(table, chosen, chosen, reason, forced, None), []
-        labels, extra = self._candidates(sel, ks)
-        table = evaluate_labels(
-            self._index_space(sel), labels, silhouette_sample=self.silhouette_sample, seed=self.seed
-        )
-        for col in sorted({c for row in extra.values() for c in row}):
-            table[col] = [extra[k].get(col, np.nan) for k in table["k"]]
+        gap: Future[pd.DataFrame] | None = None
+        pool: ThreadPoolExecutor | None = None
         if self.gap_references > 0 and len(ks) > 1:
+            # the gap statistic's reference fits need only the sample: on a second core beside the candidates and
+            # the indices (the fits release the interpreter lock in their compiled loops; seeded, so the result
+            # does not depend on the timing)
             gidx = seeded_sample(len(sel), self.gap_sample, self.seed + 1)
-            gap = gap_statistic(sel[gidx], ks, self._cluster_quick, references=self.gap_references, seed=self.seed)
-            table = table.merge(gap, on="k", how="left")
+            pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shopseg-gap")
+            gap = pool.submit(self._gap, sel[gidx], ks)
+        try:
+            labels, extra = self._candidates(sel, ks)
+            table = evaluate_labels(
+                self._index_space(sel), labels, silhouette_sample=self.silhouette_sample, seed=self.seed
+            )
+            for col in sorted({c for row in extra.values() for c in row}):
+                table[col] = [extra[k].get(col, np.nan) for k in table["k"]]
+            if gap is not None:
+                table = table.merge(gap.result(), on="k", how="left")
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
         return choose_k(table, forced=self.k), ks
+
+    def _gap(self, x: np.ndarray, ks: list[int]) -> pd.DataFrame:
+        # OpenMP's thread count is per thread: this worker would otherwise start a team of its own
+        with one_thread():
+            return gap_statistic(x, ks, self._cluster_quick, references=self.gap_references, seed=self.seed)
 
     def _single_selection(self, sel: np.ndarray, labels: np.ndarray) -> Selection:
         k = len(np.unique(labels[labels >= 0]))

@@ -10,13 +10,13 @@ that no index supports is warned about.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.cluster import KMeans
-from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, pairwise_distances
+from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score
 
 #: How each index is written in reasons and the report.
 INDEX_NAMES: dict[str, str] = {
@@ -105,27 +105,57 @@ def within_ss(x: np.ndarray, labels: np.ndarray) -> float:
     return total
 
 
-def silhouette_from_distances(dist: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette from a full distance matrix (noise, label -1, left out), as scikit-learn defines it
-    (0 for a customer alone in its segment), with one matrix product per call instead of a copy of the matrix."""
-    keep = labels >= 0
-    uniq, lab = np.unique(labels[keep], return_inverse=True)
-    k, m = len(uniq), int(keep.sum())
-    if not 1 < k < m:
-        return float("nan")
-    onehot = np.zeros((len(labels), k))
-    onehot[np.flatnonzero(keep), lab] = 1.0
-    sums = (dist[keep] @ onehot) if m < len(labels) else dist @ onehot  # distance sums to each segment
-    counts = onehot.sum(axis=0)
-    rows = np.arange(m)
-    own = counts[lab]
-    a = sums[rows, lab] / np.maximum(own - 1, 1)
-    means = sums / counts
-    means[rows, lab] = np.inf
-    b = means.min(axis=1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        sil = np.where(own > 1, (b - a) / np.maximum(a, b), 0.0)
-    return float(np.nan_to_num(sil).mean())
+def silhouettes(x: np.ndarray, labelings: Sequence[np.ndarray], *, block: int = 1024) -> list[float]:
+    """Mean silhouette of each labelling of the points ``x`` (noise, label -1, left out), as scikit-learn defines
+    it (0 for a customer alone in its segment). The distances are made in blocks of rows and summed per segment
+    of every labelling at once (one matrix product per block), so the full distance matrix is never held: one
+    pass over the distances for all k instead of one per k over a matrix of 8 x n² bytes."""
+    n = len(x)
+    parts: list[tuple[np.ndarray, np.ndarray, int, int]] = []  # (keep, segment of each kept point, columns)
+    onehots = []
+    col = 0
+    for labels in labelings:
+        keep = np.asarray(labels) >= 0
+        _, lab = np.unique(np.asarray(labels)[keep], return_inverse=True)
+        k = int(lab.max()) + 1 if len(lab) else 0
+        h = np.zeros((n, k))
+        h[np.flatnonzero(keep), lab] = 1.0
+        onehots.append(h)
+        parts.append((keep, lab, col, col + k))
+        col += k
+    if n == 0 or col == 0:
+        return [float("nan")] * len(labelings)
+    onehot = np.hstack(onehots)
+    sums = np.empty((n, col))  # distance sums of every point to every segment of every labelling
+    sq = np.einsum("ij,ij->i", x, x)
+    for a in range(0, n, block):
+        d = x[a : a + block] @ x.T
+        d *= -2.0
+        d += sq[a : a + block, None]
+        d += sq[None, :]
+        np.maximum(d, 0.0, out=d)
+        np.sqrt(d, out=d)
+        rows = np.arange(a, min(a + block, n))
+        d[rows - a, rows] = 0.0  # a point's distance to itself, exactly
+        sums[a : a + block] = d @ onehot
+    out = []
+    for keep, lab, lo, hi in parts:
+        k, m = hi - lo, len(lab)
+        if not 1 < k < m:
+            out.append(float("nan"))
+            continue
+        seg_sums = sums[keep, lo:hi]
+        counts = onehot[:, lo:hi].sum(axis=0)
+        idx = np.arange(m)
+        own = counts[lab]
+        a_ = seg_sums[idx, lab] / np.maximum(own - 1, 1)
+        means = seg_sums / counts
+        means[idx, lab] = np.inf
+        b_ = means.min(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            sil = np.where(own > 1, (b_ - a_) / np.maximum(a_, b_), 0.0)
+        out.append(float(np.nan_to_num(sil).mean()))
+    return out
 
 
 def evaluate_labels(
@@ -135,16 +165,16 @@ def evaluate_labels(
     every k), Calinski-Harabasz and Davies-Bouldin for each k's labels. Noise (label -1) is left out."""
     rng = np.random.default_rng(seed)
     sil_idx = rng.choice(len(x), size=min(silhouette_sample, len(x)), replace=False) if len(x) else np.array([], int)
-    # one distance matrix for every k: the silhouette's cost is the distances, not the labels
-    dist = pairwise_distances(x[sil_idx]) if len(sil_idx) else np.zeros((0, 0))
+    # one pass over the distances for every k: the silhouette's cost is the distances, not the labels
+    ks = sorted(labels_by_k)
+    sils = silhouettes(x[sil_idx], [labels_by_k[k][sil_idx] for k in ks])
     rows = []
-    for k in sorted(labels_by_k):
+    for k, sil in zip(ks, sils, strict=True):
         labels = labels_by_k[k]
         keep = labels >= 0
         xs, ls = x[keep], labels[keep]
         n_labels = len(np.unique(ls))
         ok = 1 < n_labels < len(ls)
-        sil = silhouette_from_distances(dist, labels[sil_idx])
         ch = float(calinski_harabasz_score(xs, ls)) if ok else float("nan")
         db = float(davies_bouldin_score(xs, ls)) if ok else float("nan")
         rows.append((k, within_ss(xs, ls), sil, ch, db))

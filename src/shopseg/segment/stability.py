@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
 
 if TYPE_CHECKING:
     from shopseg.segment.base import Segmenter
@@ -146,7 +145,7 @@ def bootstrap_stability(
     """Refit ``seg``'s algorithm on ``resamples`` seeded resamples of a base sample (see the module docstring).
     ``workers`` > 1 refits that many resamples at once on threads (the fits release the interpreter lock in
     their compiled loops); every resample and its seed are drawn first, so the result does not depend on it."""
-    from shopseg.segment.base import seeded_sample
+    from shopseg.segment.base import one_thread, seeded_sample
 
     base = seeded_sample(len(x), sample, seed + 2)
     xb, lb = x[base], labels[base]
@@ -163,7 +162,7 @@ def bootstrap_stability(
 
     def refit(r: int) -> dict[int, np.ndarray]:
         # OpenMP's thread count is per thread: a worker thread would otherwise start a team of its own
-        with threadpool_limits(limits=1, user_api="openmp"):
+        with one_thread():
             return seg._resample_labels(xb[draws[r]], ks, seed + 100 + r, xb)
 
     if workers > 1 and resamples > 1:
