@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -112,12 +113,16 @@ def _build(methods: list[str], rc: RecommendConfig, threads: int, seed: int) -> 
 
 
 def _fit_all(
-    models: dict[str, Recommender], x: Any, timings: dict[str, float], progress: Callable[[str], None] | None
+    models: dict[str, Recommender],
+    x: Any,
+    timings: dict[str, float],
+    progress: Callable[[str], None] | None,
+    workers: int = 1,
 ) -> None:
     knn = models.get("item_knn")
-    for name, model in models.items():
-        if progress:
-            progress(name)
+
+    def fit(name: str) -> None:
+        model = models[name]
         t0 = time.perf_counter()
         blend_knn = getattr(model, "knn", None)
         if (
@@ -129,6 +134,29 @@ def _fit_all(
             model.knn = knn  # type: ignore[attr-defined]
         model.fit(x)
         timings[f"fit_{name}"] = round(time.perf_counter() - t0, 3)
+
+    # the models that reuse another's fit (a blend reuses the item-kNN) come last; the others are independent,
+    # and the two heavy ones (sparse products, which release the interpreter lock) are fitted side by side
+    later = [n for n, m in models.items() if hasattr(m, "knn")]
+    first = [n for n in models if n not in later]
+    heavy = [n for n in first if METHODS[n].kind != "light"] if workers > 1 else []
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shopseg-fit") if len(heavy) > 1 else None
+    try:
+        pending = [pool.submit(fit, n) for n in heavy] if pool is not None else []
+        for name in first + later:
+            if pool is not None and name in heavy:
+                continue
+            if name in later:
+                for f in pending:
+                    f.result()
+            if progress:
+                progress(name)
+            fit(name)
+        for f in pending:
+            f.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _evaluate(
@@ -194,7 +222,7 @@ def _evaluate(
     allowed = filter_mask & known
     timings["evaluation_data"] = round(time.perf_counter() - t0, 3)
     models = _build(list(rc.methods), rc, threads, seed)
-    _fit_all(models, train, timings, None)
+    _fit_all(models, train, timings, None, workers=threads)
     t0 = time.perf_counter()
     ev = evaluate(models, train, truth, allowed=allowed, workers=threads)
     timings["evaluation_scoring"] = round(time.perf_counter() - t0, 3)
