@@ -119,3 +119,25 @@ def test_no_traceback_in_a_real_process(tmp_path: Path) -> None:
     )
     assert p.returncode == 2
     assert "Traceback" not in p.stderr and "error:" in p.stderr
+
+
+def test_banner_and_impact_options_change_only_what_they_name(tmp_path: Path) -> None:
+    """`shopseg banners RUN --cpc C` keeps the run's other [banners] settings; a config file replaces them."""
+    import json
+
+    from shopseg.cli import _run_settings
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "shopseg.duckdb").write_bytes(b"")
+    cfg = {"banners": {"margin": 0.55, "ctr": 0.02}, "impact": {"retention_uplift": 0.2}}
+    (run_dir / "manifest.json").write_text(json.dumps({"config": cfg}), encoding="utf-8")
+    assert _run_settings(run_dir, None, {"banners.cpc": None}) is None  # nothing given: the run's own
+    got = _run_settings(run_dir, None, {"banners.cpc": 0.9, "banners.margin": None})
+    assert got.banners.cpc == 0.9 and got.banners.margin == 0.55 and got.banners.ctr == 0.02
+    assert _run_settings(run_dir, None, {"impact.aov_uplift": 0.1}).impact.retention_uplift == 0.2
+    toml = tmp_path / "c.toml"
+    toml.write_text("[banners]\ncpc = 0.4\n", encoding="utf-8")
+    from_file = _run_settings(run_dir, toml, {"banners.margin": 0.3})
+    default_ctr = type(from_file.banners)().ctr
+    assert from_file.banners.cpc == 0.4 and from_file.banners.margin == 0.3 and from_file.banners.ctr == default_ctr

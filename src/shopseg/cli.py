@@ -613,18 +613,30 @@ def _cell(v: Any, column: str) -> str:
     return str(v)
 
 
-def _run_settings(config: Path | None, overrides: dict[str, Any]) -> Any:
-    """The [banners]/[impact] settings: the run's own (None) unless a config file or an option is given."""
+def _run_settings(run_dir: Path, config: Path | None, overrides: dict[str, Any]) -> Any:
+    """The [banners]/[impact] settings: the run's own (None) unless a config file or an option is given; options
+    alone change the run's own settings (the others stay as the run had them), a config file replaces them."""
     from shopseg.config import load_config
+    from shopseg.insights.banners import load_run
 
-    given = config is not None or any(v is not None for v in overrides.values())
-    return load_config(config, overrides) if given else None
+    if config is not None:
+        return load_config(config, overrides)
+    if all(v is None for v in overrides.values()):
+        return None
+    return load_config(None, overrides, base=load_run(run_dir)[1])
 
 
 @app.command("banners")
 def banners_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file ([banners]).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file ([banners]); replaces the run's settings. Options alone change only what they name.",
+        ),
+    ] = None,
     margin: Annotated[float | None, typer.Option("--margin", help="Gross margin (0-1).", show_default=False)] = None,
     cpc: Annotated[float | None, typer.Option("--cpc", help="Price per click of the slot.", show_default=False)] = None,
     cpm: Annotated[
@@ -640,7 +652,9 @@ def banners_cmd(
     """Banner strategy per segment and slot: internal promotion vs selling the slot, with break-even CPC and AOV."""
     from shopseg.insights.banners import banners_for_run
 
-    cfg = _run_settings(config, {"banners.margin": margin, "banners.cpc": cpc, "banners.cpm": cpm, "banners.aov": aov})
+    cfg = _run_settings(
+        run_dir, config, {"banners.margin": margin, "banners.cpc": cpc, "banners.cpm": cpm, "banners.aov": aov}
+    )
     res = banners_for_run(run_dir, cfg.banners if cfg is not None else None, write=write)
     t = Table(title="Banner slots: value per 1,000 impressions")
     cols = ("segment", "slot", "internal", "external", "ratio (interval)", "break-even CPC", "break-even AOV", "advice")
@@ -678,7 +692,14 @@ def banners_cmd(
 @app.command("impact")
 def impact_cmd(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML config file ([impact]).")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file ([impact]); replaces the run's settings. Options alone change only what they name.",
+        ),
+    ] = None,
     aov: Annotated[float | None, typer.Option("--aov", help="AOV uplift, e.g. 0.1.", show_default=False)] = None,
     retention: Annotated[
         float | None, typer.Option("--retention", help="Retention uplift, e.g. 0.05.", show_default=False)
@@ -691,7 +712,7 @@ def impact_cmd(
     from shopseg.insights.impact import impact_for_run
 
     cfg = _run_settings(
-        config, {"impact.aov_uplift": aov, "impact.retention_uplift": retention, "impact.extra_orders": orders}
+        run_dir, config, {"impact.aov_uplift": aov, "impact.retention_uplift": retention, "impact.extra_orders": orders}
     )
     figures, table = impact_for_run(str(run_dir), cfg.impact if cfg is not None else None)
     if table.empty:

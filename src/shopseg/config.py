@@ -654,10 +654,13 @@ def _format_validation(err: ValidationError, origin: str) -> str:
     return f"invalid configuration in {origin}: " + "; ".join(parts)
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
-    """Read a TOML file (optional) and apply dotted overrides such as ``{"segment.k": 4}``."""
-    data: dict[str, Any] = {}
-    origin = "defaults"
+def load_config(
+    path: str | Path | None = None, overrides: dict[str, Any] | None = None, *, base: RunConfig | None = None
+) -> RunConfig:
+    """Read a TOML file (optional) and apply dotted overrides such as ``{"segment.k": 4}``. Without a file the
+    overrides apply to ``base`` (e.g. a finished run's own settings) when given, else to the defaults."""
+    data: dict[str, Any] = base.model_dump(mode="json") if base is not None and path is None else {}
+    origin = "defaults" if base is None else "the run's settings"
     if path is not None:
         p = Path(path)
         origin = str(p)
