@@ -703,3 +703,36 @@ def test_parquet_float_ids_become_integer_text(tmp_path: Path) -> None:
     assert rows["customer_id"].isna().tolist() == [False, True, True, False]
     assert rows["customer_id"].tolist()[3] == "12.5"
     assert rows["order_id"].tolist() == ["536365", "536366", "536367", "536368"]
+
+
+def test_parquet_read_in_place_survives_another_working_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Parquet inputs named relatively stay readable from the run's database wherever it is opened later, and
+    each line keeps the file name as given and its row id (file by file, in order)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    pq.write_table(pa.table({"x": [1, 2, 3]}), data / "a.parquet")
+    pq.write_table(pa.table({"x": [4, 5]}), data / "b.parquet")
+    monkeypatch.chdir(data)
+    db = tmp_path / "run.duckdb"
+    backend = DuckDBBackend(db)
+    try:
+        assert backend._parquet_view("raw_x", [Path("a.parquet"), Path("b.parquet")]) == (5, 0)
+    finally:
+        backend.close()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    backend = DuckDBBackend(db)
+    try:
+        rows = backend.rows("SELECT x, _source, rowid FROM raw_x ORDER BY rowid")
+    finally:
+        backend.close()
+    assert [tuple(r) for r in rows] == [
+        (1, "a.parquet", 0),
+        (2, "a.parquet", 1),
+        (3, "a.parquet", 2),
+        (4, "b.parquet", 3),
+        (5, "b.parquet", 4),
+    ]

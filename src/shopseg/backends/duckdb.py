@@ -171,7 +171,10 @@ class DuckDBBackend:
         during the run; afterwards the view needs the input files where they were."""
         import pyarrow.parquet as pq
 
-        lst = ", ".join(f"'{sql_str(f)}'" for f in files)
+        # the view keeps absolute paths (a relative one would be read against the working directory of whoever
+        # opens the database later); `_source` still gives each file as the user named it
+        full = [Path(f).resolve() for f in files]
+        lst = ", ".join(f"'{sql_str(f)}'" for f in full)
         offsets, total = [], 0
         for f in files:
             offsets.append(total)
@@ -181,12 +184,16 @@ class DuckDBBackend:
                 raise BackendError(f"cannot read Parquet file '{f}': {exc}") from None
         rid = "file_row_number"
         if len(files) > 1:
-            whens = " ".join(f"WHEN '{sql_str(f)}' THEN {o}" for f, o in zip(files, offsets, strict=True))
+            whens = " ".join(f"WHEN '{sql_str(f)}' THEN {o}" for f, o in zip(full, offsets, strict=True))
             rid = f"(CASE filename {whens} END) + file_row_number"
+        source = "filename"
+        if any(str(a) != str(f) for a, f in zip(full, files, strict=True)):
+            names = " ".join(f"WHEN '{sql_str(a)}' THEN '{sql_str(f)}'" for a, f in zip(full, files, strict=True))
+            source = f"CASE filename {names} ELSE filename END"
         cols = self.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
         sel = ", ".join(quote(c) for c in cols)
         self.execute(
-            f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT {sel}, filename AS _source, {rid} AS rowid "
+            f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT {sel}, {source} AS _source, {rid} AS rowid "
             f"FROM read_parquet([{lst}], union_by_name = true, filename = true, file_row_number = true)"
         )
         self.execute(
