@@ -784,3 +784,26 @@ def test_order_values_become_the_text_a_file_would_hold() -> None:
     assert _texts(values) == [_text(v) for v in values]
     want = [None, "a", " 7 ", "1", "-3", "2", "2.5", "0", "100000000000000000000", "inf", "true", "false", "3"]
     assert _texts(values) == want
+
+
+def test_worker_app_loads_the_run_and_freezes_its_heap(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker process's app (settings from the environment `serve` sets) serves the run, and everything made
+    while loading it is out of the garbage collector's full collections."""
+    import gc
+
+    from shopseg.serve import api
+
+    monkeypatch.setenv(api._ENV_RUN, str(run_dir))
+    monkeypatch.setenv(api._ENV_BODY, "2048")
+    monkeypatch.delenv(api._ENV_KEY, raising=False)
+    try:
+        app = api.app_from_env()
+        assert gc.get_freeze_count() > 0
+        with TestClient(app) as client:
+            assert client.get("/health").status_code == 200
+            assert (
+                client.post("/score", content=b"x" * 4096, headers={"content-type": "application/json"}).status_code
+                == 413
+            )
+    finally:
+        gc.unfreeze()

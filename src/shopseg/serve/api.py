@@ -695,11 +695,24 @@ _ENV_RUN, _ENV_KEY, _ENV_BODY = "SHOPSEG_SERVE_RUN_DIR", "SHOPSEG_API_KEY", "SHO
 
 def app_from_env() -> FastAPI:
     """App factory for worker processes (``uvicorn --factory``): settings from the environment ``serve`` sets."""
-    return create_app(
+    app = create_app(
         os.environ[_ENV_RUN],
         os.environ.get(_ENV_KEY) or None,
         max_body_bytes=int(os.environ.get(_ENV_BODY, DEFAULT_MAX_BODY_BYTES)),
     )
+    _settle_heap()
+    return app
+
+
+def _settle_heap() -> None:
+    """Once the run is loaded, move every object made so far out of the garbage collector's reach
+    (``gc.freeze``): the server then never rescans the run's frames, arrays and lookup bodies in a full
+    collection, which stalled a lone worker for 50-150 ms now and then under load (p99 of lookups 27-37 ms,
+    max 130-170 ms, with one worker)."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 def default_workers() -> int:
@@ -744,6 +757,7 @@ def serve(
     impl = _uvicorn_impl()
     if workers == 1:
         app = create_app(run_dir, api_key, max_body_bytes=max_body_bytes)
+        _settle_heap()
         uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=access_log, **impl)  # type: ignore[arg-type]
         return
     RunData.open(run_dir).close()  # fail here, with the library's message, not in every worker
