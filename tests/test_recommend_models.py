@@ -123,3 +123,19 @@ def test_als_folds_in_customers_it_was_not_fitted_on() -> None:
     ids, _ = model.recommend(unseen, 3, history=x, rebuy="never")
     for c, row in zip(unseen, ids, strict=True):
         assert all(p.startswith(c[0].upper()) for p in row), (c, row)
+
+
+def test_als_settings_reach_the_model_and_change_it() -> None:
+    from shopseg.config import RecommendConfig
+    from shopseg.recommend.methods import make_recommender
+
+    cfg = RecommendConfig(als_alpha=40.0, als_confidence="orders", als_regularization=0.5, factors=4, iterations=5)
+    model = make_recommender("als", cfg, threads=1, seed=0)
+    assert isinstance(model, ALS)
+    assert (model.alpha, model.confidence, model.regularization, model.factors) == (40.0, "orders", 0.5, 4)
+    x = checkerboard(seed=2)
+    strong = model.fit(x).recommend(["a0", "b0"], 5)[1]
+    weak = make_recommender("als", cfg.model_copy(update={"als_alpha": 0.5}), threads=1, seed=0).fit(x)
+    assert not np.allclose(strong, weak.recommend(["a0", "b0"], 5)[1])  # the confidence scale matters
+    with pytest.raises(ValueError, match="als_alpha"):  # pydantic's ValidationError
+        RecommendConfig(als_alpha=0)

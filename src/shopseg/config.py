@@ -345,6 +345,15 @@ class RecommendConfig(_Section):
     )
     factors: int = Field(64, ge=1, description="Latent factors of ALS and BPR.")
     iterations: int = Field(15, ge=1, description="ALS iterations (BPR runs 100 epochs).")
+    als_alpha: float = Field(
+        5.0, gt=0, description="ALS (als, spark_als): confidence = 1 + als_alpha x value for a bought product."
+    )
+    als_confidence: Literal["orders", "quantity", "recency"] = Field(
+        "recency",
+        description="ALS: the value behind the confidence: orders of the product, log1p(quantity), or "
+        "recency-weighted orders (half-life recommend.half_life_days).",
+    )
+    als_regularization: float = Field(0.05, ge=0, description="ALS: L2 regularisation of the factors.")
     threads: int | None = Field(
         None, ge=1, description="Threads for implicit (kNN, ALS); unset = engine.threads, else all cores."
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from shopseg.errors import ConfigError
 from shopseg.recommend.als import ALS, BPR
@@ -49,9 +49,17 @@ def _spark_als(cfg: RecommendConfig, threads: int, seed: int) -> Recommender:
         raise ConfigError(
             f"recommender 'spark_als': {SPARK_INSTALL_HINT}{missing}; or use 'als' (implicit, no Spark)"
         ) from None
-    return SparkALS(
-        factors=cfg.factors, iterations=cfg.iterations, num_threads=threads, random_state=seed, rebuy=_rebuy(cfg)
-    )
+    return SparkALS(**_als_params(cfg), num_threads=threads, random_state=seed, rebuy=_rebuy(cfg))
+
+
+def _als_params(cfg: RecommendConfig) -> dict[str, Any]:
+    return {
+        "factors": cfg.factors,
+        "iterations": cfg.iterations,
+        "regularization": cfg.als_regularization,
+        "alpha": cfg.als_alpha,
+        "confidence": cfg.als_confidence,
+    }
 
 
 def _knn(cfg: RecommendConfig, threads: int, similarity: Literal["bm25", "cosine"] = "bm25") -> ItemKNN:
@@ -91,7 +99,7 @@ METHODS: dict[str, Method] = {
     ),
     "als": Method(
         "matrix factorisation (implicit ALS; confidence from recency-weighted orders)",
-        lambda c, t, s: ALS(factors=c.factors, iterations=c.iterations, num_threads=t, random_state=s, rebuy=_rebuy(c)),
+        lambda c, t, s: ALS(**_als_params(c), num_threads=t, random_state=s, rebuy=_rebuy(c)),
         "dense",
     ),
     "spark_als": Method(
