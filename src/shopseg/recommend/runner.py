@@ -140,23 +140,20 @@ def _fit_all(
     later = [n for n, m in models.items() if hasattr(m, "knn")]
     first = [n for n in models if n not in later]
     heavy = [n for n in first if METHODS[n].kind != "light"] if workers > 1 else []
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="shopseg-fit") if len(heavy) > 1 else None
-    try:
-        pending = [pool.submit(fit, n) for n in heavy] if pool is not None else []
-        for name in first + later:
-            if pool is not None and name in heavy:
-                continue
-            if name in later:
-                for f in pending:
-                    f.result()
+    if len(heavy) < 2:
+        heavy = []
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(heavy))), thread_name_prefix="shopseg-fit") as pool:
+        pending = [pool.submit(fit, n) for n in heavy]
+        for name in [n for n in first if n not in heavy]:
             if progress:
                 progress(name)
             fit(name)
         for f in pending:
             f.result()
-    finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+    for name in later:
+        if progress:
+            progress(name)
+        fit(name)
 
 
 def _evaluate(

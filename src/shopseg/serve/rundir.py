@@ -778,17 +778,7 @@ class RunData:
         from shopseg.ingest.mapping import _SAMPLE, map_columns
 
         rows = job.rows
-        if not rows:
-            raise DataError("no order lines to score; send at least one line with a customer, date and price")
-        if job.n < 1:
-            raise ConfigError(f"n must be at least 1 (got {job.n})")
-        names: list[str] = []
-        for r in rows:
-            for k in r:
-                if k not in names:
-                    names.append(str(k))
-        if not names:
-            raise DataError("the order lines have no columns; send objects such as {customer_id, ts, unit_price}")
+        names = _checked_names(job)
         forced = job.customer_id is not None
         names = [c for c in names if c != "__customer"]  # the name the customer_id option gets
         columns = {c: _texts([r.get(c) for r in rows]) for c in names}
@@ -823,17 +813,7 @@ class RunData:
         from shopseg.ingest import ingest_transactions
 
         rows, customer_id, as_of, n = job.rows, job.customer_id, job.as_of, job.n
-        if not rows:
-            raise DataError("no order lines to score; send at least one line with a customer, date and price")
-        if n < 1:
-            raise ConfigError(f"n must be at least 1 (got {n})")
-        names: list[str] = []
-        for r in rows:
-            for k in r:
-                if k not in names:
-                    names.append(str(k))
-        if not names:
-            raise DataError("the order lines have no columns; send objects such as {customer_id, ts, unit_price}")
+        names = _checked_names(job)
         if customer_id is not None:
             names = [c for c in names if c != "__customer"] + ["__customer"]
         columns = {c: pa.array([_text(r.get(c)) for r in rows], type=pa.string()) for c in names if c != "__customer"}
@@ -972,6 +952,22 @@ class _Prepared:
 
 
 _SEP = "\x1f"  # between a job's key and a customer id inside a pass
+
+
+def _checked_names(job: ScoreJob) -> list[str]:
+    """The column names of a job's lines in first-seen order, after the checks every scoring path makes."""
+    if not job.rows:
+        raise DataError("no order lines to score; send at least one line with a customer, date and price")
+    if job.n < 1:
+        raise ConfigError(f"n must be at least 1 (got {job.n})")
+    names: list[str] = []
+    for r in job.rows:
+        for k in r:
+            if k not in names:
+                names.append(str(k))
+    if not names:
+        raise DataError("the order lines have no columns; send objects such as {customer_id, ts, unit_price}")
+    return names
 
 
 def _default_as_of(run_as_of: datetime, last: Any) -> datetime:
