@@ -4,10 +4,16 @@ server on loopback, and concurrent use of one run."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +31,7 @@ from hypothesis import HealthCheck, settings
 
 from service_support import free_port, shared_run, stop, wait_http
 from shopseg.errors import ConfigError, DataError, NotFoundError, SchemaError, ShopsegError
-from shopseg.serve.api import ScoreBatcher, create_app, default_workers, openapi_document, serve
+from shopseg.serve.api import ScoreBatcher, _listen, create_app, default_workers, openapi_document, serve
 from shopseg.serve.rundir import RunData, ScoreJob, ScoreResult, json_bytes
 
 with warnings.catch_warnings():
@@ -557,24 +563,81 @@ def test_feature_frame_of_score_is_numeric(data: RunData) -> None:
 
 @pytest.mark.slow
 def test_several_worker_processes(run_dir: Path, crm: pd.DataFrame) -> None:
-    """--workers 2: each worker loads the run (slow imports must not get workers killed by the supervisor)."""
+    """--workers 2: each worker loads the run (slow imports must not get workers killed by the supervisor), and
+    a worker that dies is replaced while the other keeps answering."""
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "shopseg.cli", "serve", str(run_dir), "--port", str(port), "--workers", "2"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(ln.decode(errors="replace") for ln in proc.stdout or []))
+    reader.start()
+
+    def log_has(words: str, times: int) -> bool:
+        end = time.monotonic() + 120
+        while time.monotonic() < end and sum(words in ln for ln in list(lines)) < times:
+            time.sleep(0.2)
+        return sum(words in ln for ln in list(lines)) >= times
+
     base = f"http://127.0.0.1:{port}"
+    cid = crm["customer_id"].iloc[3]
     try:
         wait_http(f"{base}/health", 120, proc)
+        assert log_has("Application startup complete", 2), "".join(lines)
         with httpx.Client(base_url=base, timeout=60) as c:
-            cid = crm["customer_id"].iloc[3]
             answers = {c.get(f"/customers/{cid}").json()["segment"] for _ in range(20)}
         assert answers == {int(crm["segment"].iloc[3])}
+        assert not any("died" in ln for ln in lines), "".join(lines)
+        workers = [int(ln.split("[")[1].split("]")[0]) for ln in list(lines) if "Started server process" in ln]
+        assert len(workers) == 2, "".join(lines)
+        os.kill(workers[0], signal.SIGKILL)
+        assert log_has("died", 1) and log_has("Application startup complete", 3), "".join(lines)
+        for _ in range(20):  # new connections, spread over both sockets: every one is answered
+            with httpx.Client(base_url=base, timeout=60) as c:
+                assert c.get(f"/customers/{cid}").json()["segment"] == int(crm["segment"].iloc[3])
     finally:
         out = stop(proc)
-    assert out.count("Application startup complete") == 2, out
-    assert "died" not in out, out
+        reader.join(30)
+    text = "".join(lines) + out
+    assert proc.returncode == 0, text
+    assert sum("died" in ln for ln in lines) == 1, text
+
+
+def test_worker_sockets_share_the_port_and_spread_connections() -> None:
+    """Each worker listens on its own socket of one port (SO_REUSEPORT); the kernel spreads connections over
+    them, where one shared socket let the first worker to wake accept a whole burst. A port in use is a
+    ConfigError naming it."""
+    socks = _listen("127.0.0.1", 0, 2)
+    clients: list[socket.socket] = []
+    try:
+        port = socks[0].getsockname()[1]
+        assert socks[1].getsockname()[1] == port != 0
+        for _ in range(64):
+            clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        accepted = []
+        for s in socks:
+            s.settimeout(0.5)
+            n = 0
+            with contextlib.suppress(TimeoutError):
+                while True:
+                    conn, _ = s.accept()
+                    conn.close()
+                    n += 1
+            accepted.append(n)
+        assert sum(accepted) == 64 and min(accepted) >= 8, accepted  # both get a share (binomial: ~32 each)
+        with socket.socket() as plain:  # a port another program holds (without SO_REUSEPORT)
+            plain.bind(("127.0.0.1", 0))
+            plain.listen()
+            taken = plain.getsockname()[1]
+            with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{taken} .*another --port"):
+                _listen("127.0.0.1", taken, 2)
+    finally:
+        for c in clients:
+            c.close()
+        for s in socks:
+            s.close()
 
 
 # ------------------------------------------------------------------------------------------------ batching
@@ -672,6 +735,34 @@ def test_a_batch_gives_each_request_what_it_gets_alone(data: RunData, run_dir: P
     assert isinstance(a, ScoreResult) and isinstance(b, ScoreResult)
     assert a.customers[0]["features"]["monetary"] == 10.0
     assert b.customers[0]["features"]["monetary"] == 4 * 90.0 + 3 * 70.0
+
+
+def test_passes_reuse_their_database_without_leftovers(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:
+    """Passes share pooled databases and skip the duplicate and returns statements when no line needs them: a
+    pass after one with a cancellation and a copy sees neither; jobs of two column layouts that all have every
+    column are labelled in the feature frame's order, not in the order of their layouts."""
+    jobs = _jobs(run_dir, crm)
+    first = data.score_many([jobs[2]])[0]  # m1: a cancellation matched to a purchase, and an exact copy
+    assert isinstance(first, ScoreResult)
+    assert first.customers[0]["features"]["return_rate"] > 0 and first.quarantined["duplicate"] == 1
+    again = [{**r, "order_id": "N" + str(i)} for i, r in enumerate(jobs[2].rows[:3])]  # m1 again, no cancellation
+    later = data.score_many([ScoreJob(again)])[0]
+    assert isinstance(later, ScoreResult) and "duplicate" not in later.quarantined
+    assert later.customers[0]["features"]["return_rate"] == 0.0
+    assert later.customers[0]["features"]["frequency"] == 3
+    # customers of three segments, the first and last with lower-cased column names (a second layout): the pass
+    # groups jobs by layout, so its order of jobs (0, 2, 1) is not the feature frame's (0, 1, 2)
+    picked = crm.sort_values("customer_id").groupby("segment")["customer_id"].first().iloc[:3].tolist()
+    assert len(picked) == 3
+    lines = [_raw_lines(run_dir, str(c)) for c in picked]
+    layouts = [ScoreJob([{k.lower(): v for k, v in r.items()} for r in lines[0]]), ScoreJob(lines[1])]
+    layouts.append(ScoreJob([{k.lower(): v for k, v in r.items()} for r in lines[2]]))
+    got = data.score_many(layouts)
+    for job, res in zip(layouts, got, strict=True):
+        _same(res, data._score_alone(job))
+    assert [r.customers[0]["segment"] for r in got if isinstance(r, ScoreResult)] == [
+        int(crm.set_index("customer_id")["segment"][c]) for c in picked
+    ]
 
 
 def test_concurrent_requests_share_one_pass(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:

@@ -37,6 +37,8 @@ class Rule:
 #: condition marker of the duplicate rule, which runs as its own pass (see :func:`_mark_duplicates`)
 DUPLICATE_PASS = "<duplicate pass>"
 CANONICAL = "customer_id, order_id, product_id, product_name, category, quantity, unit_price, ts, country"
+#: the flagged lines the returns pass matches to earlier purchases
+RETURN_LINES = "_reason = 'cancellation' AND quantity < 0 AND product_id IS NOT NULL"
 
 
 def _in_list(values: list[str]) -> str:
@@ -210,7 +212,7 @@ def _returns(backend: Backend) -> None:
     backend.execute(
         f"CREATE OR REPLACE TABLE returns AS "
         f"WITH c AS (SELECT _row_id, customer_id, product_id, ts, -quantity AS quantity, unit_price "
-        f"           FROM {FLAGGED} WHERE _reason = 'cancellation' AND quantity < 0 AND product_id IS NOT NULL),"
+        f"           FROM {FLAGGED} WHERE {RETURN_LINES}),"
         f" k AS (SELECT DISTINCT customer_id, product_id FROM c),"
         f" p AS (SELECT t.customer_id, t.product_id, min(t.ts) AS first_ts, sum(t.quantity) AS bought "
         f"       FROM transactions t JOIN k ON t.customer_id = k.customer_id AND t.product_id = k.product_id "

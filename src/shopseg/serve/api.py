@@ -17,6 +17,7 @@ import importlib.util
 import inspect
 import logging
 import os
+import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -458,6 +459,10 @@ class ScoreBatcher:
         self._queue: list[tuple[ScoreJob, asyncio.Future[ScoreResult]]] = []
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: requests to wait for (briefly) before the next pass, and when the last pass ended: kept between drain
+        #: tasks, since the queue is often empty for a moment right after a pass while its clients send again
+        self._target = 0
+        self._last_end = 0.0
         #: passes run and requests scored (for tests and curiosity)
         self.passes = 0
         self.scored = 0
@@ -465,7 +470,7 @@ class ScoreBatcher:
     async def score(self, job: ScoreJob) -> ScoreResult:
         loop = asyncio.get_running_loop()
         if loop is not self._loop:  # a new event loop (tests start one per client): nothing carries over
-            self._loop, self._queue, self._task = loop, [], None
+            self._loop, self._queue, self._task, self._target = loop, [], None, 0
         future: asyncio.Future[ScoreResult] = loop.create_future()
         self._queue.append((job, future))
         if self._task is None or self._task.done():
@@ -473,8 +478,10 @@ class ScoreBatcher:
         return await future
 
     async def _drain(self) -> None:
-        target = 0  # requests to wait for (briefly) before the next pass: the last pass's and those queued then
         while self._queue:
+            # requests to wait for (briefly) before this pass: the last pass's and those queued then, when it ended
+            # moments ago (a request arriving at an idle server is scored at once)
+            target = self._target if time.monotonic() - self._last_end < self.linger_s else 0
             # under load (requests waiting), the clients of the last pass usually send their next request within
             # a few milliseconds: waiting that long lets their requests share the coming pass instead of forming a
             # second cohort; a request that finds the queue empty is scored at once
@@ -501,7 +508,8 @@ class ScoreBatcher:
             self.passes += 1
             self.scored += len(take)
             # lingering pays only when many clients keep requests in flight; at a moderate rate it only adds delay
-            target = len(take) + len(self._queue) if len(take) >= self.linger_min else 0
+            self._target = len(take) + len(self._queue) if len(take) >= self.linger_min else 0
+            self._last_end = time.monotonic()
             for (_, future), result in zip(take, results, strict=True):
                 if future.done():
                     continue
@@ -765,18 +773,103 @@ def serve(
     os.environ[_ENV_BODY] = str(max_body_bytes)
     if api_key:
         os.environ[_ENV_KEY] = api_key
-    extra: dict[str, Any] = dict(impl)
+    options: dict[str, Any] = {"log_level": log_level, "access_log": access_log, **impl}
+    if hasattr(socket, "SO_REUSEPORT"):
+        _serve_workers(_listen(host, port, workers), options)
+        return
+    extra: dict[str, Any] = dict(options)  # pragma: no cover - not on Linux: uvicorn's shared socket
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # a worker imports shopseg and loads the run before it answers the supervisor's first health check;
         # uvicorn's default of 5 s kills (and restarts, forever) workers on a busy machine
         extra["timeout_worker_healthcheck"] = 120
-    uvicorn.run(
-        "shopseg.serve.api:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=access_log,
-        **extra,
-    )
+    uvicorn.run("shopseg.serve.api:app_from_env", factory=True, host=host, port=port, workers=workers, **extra)
+
+
+def _listen(host: str, port: int, workers: int) -> list[socket.socket]:
+    """One listening socket per worker on one address, with ``SO_REUSEPORT``: the kernel spreads new
+    connections over them by a hash of the client's address and port. With uvicorn's one shared socket, the
+    worker that wakes first accepts a whole burst of connections (100 keep-alive connections opened at once were
+    split 77/23 and 76/24 between two workers, and the busier worker's latency was the server's); port 0 picks
+    a free port, shared by all."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    socks: list[socket.socket] = []
+    try:
+        for _ in range(workers):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            socks.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}); choose another --port") from exc
+            port = sock.getsockname()[1]
+            sock.listen(2048)
+            sock.set_inheritable(True)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+def _worker_main(sock: socket.socket, options: dict[str, Any]) -> None:
+    """A worker process: uvicorn on its own listening socket, the app from the environment ``serve`` set."""
+    import uvicorn
+
+    config = uvicorn.Config("shopseg.serve.api:app_from_env", factory=True, **options)
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+def _serve_workers(socks: list[socket.socket], options: dict[str, Any]) -> None:
+    """Run one worker process per socket until SIGINT or SIGTERM, starting a new one in place of a worker that
+    dies (and giving up when workers keep dying within seconds of starting)."""
+    import multiprocessing
+    import signal
+    import threading
+
+    import uvicorn
+
+    uvicorn.Config("shopseg.serve.api:app_from_env", **options).configure_logging()
+    logger = logging.getLogger("uvicorn.error")
+    ctx = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+
+    def start(sock: socket.socket) -> Any:
+        proc = ctx.Process(target=_worker_main, args=(sock, options), daemon=False)
+        proc.start()
+        return proc
+
+    def on_signal(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    host, port = socks[0].getsockname()[:2]
+    logger.info("Started parent process [%d]; %d workers on http://%s:%d", os.getpid(), len(socks), host, port)
+    procs = [start(sock) for sock in socks]
+    started = [time.monotonic()] * len(procs)
+    quick_deaths = 0
+    try:
+        while not stop.wait(0.5):
+            for i, proc in enumerate(procs):
+                if proc.is_alive():
+                    continue
+                logger.warning("worker process [%d] died (exit code %s)", proc.pid, proc.exitcode)
+                quick_deaths = quick_deaths + 1 if time.monotonic() - started[i] < 30 else 0
+                if quick_deaths >= 3:
+                    raise ShopsegError("worker processes keep dying right after they start; see the log above")
+                procs[i], started[i] = start(socks[i]), time.monotonic()
+    finally:
+        for proc in procs:
+            if proc.is_alive():
+                proc.terminate()  # SIGTERM: uvicorn finishes the requests under way and stops
+        for proc in procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+                proc.join()
+        for sock in socks:
+            sock.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        logger.info("Stopped parent process [%d]", os.getpid())

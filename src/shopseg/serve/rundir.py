@@ -187,8 +187,23 @@ class ScoreResult:
         }
 
 
+@dataclass
+class _ScoreDB:
+    """An in-memory DuckDB database for scoring passes, and what the last pass left in it for the next."""
+
+    backend: DuckDBBackend
+    #: the ``transactions`` view over the pass's flagged lines exists (a view binds its table when queried)
+    has_view: bool = False
+    #: the ``returns`` table exists and is empty (a pass without cancellations needs nothing else)
+    empty_returns: bool = False
+
+    def close(self) -> None:
+        self.backend.close()
+
+
 class _BackendPool:
-    """In-memory DuckDB databases for scoring, reused: creating one costs more than scoring a customer."""
+    """In-memory DuckDB databases for scoring (:class:`_ScoreDB`), reused: creating one costs more than scoring
+    a customer. A database whose pass failed is closed, not reused."""
 
     def __init__(self, size: int) -> None:
         self._free: list[Any] = []
@@ -200,7 +215,7 @@ class _BackendPool:
         with self._lock:
             backend = self._free.pop() if self._free else None
         if backend is None:
-            backend = DuckDBBackend(":memory:", threads=1)
+            backend = _ScoreDB(DuckDBBackend(":memory:", threads=1))
         ok = False
         try:
             yield backend
@@ -751,8 +766,8 @@ class RunData:
                 prepared.append(p)
         if prepared:
             try:
-                with self._pool.get() as backend:
-                    results = _score_pass(self, backend, prepared)
+                with self._pool.get() as db:
+                    results = _score_pass(self, db, prepared)
             except ShopsegError as exc:
                 if len(prepared) == 1:
                     results = {prepared[0].index: exc}
@@ -760,8 +775,8 @@ class RunData:
                     results = {}
                     for p in prepared:
                         try:
-                            with self._pool.get() as backend:
-                                results.update(_score_pass(self, backend, [p]))
+                            with self._pool.get() as db:
+                                results.update(_score_pass(self, db, [p]))
                         except ShopsegError as one:
                             results[p.index] = one
             for index, res in results.items():
@@ -784,8 +799,15 @@ class RunData:
         columns = {c: _texts([r.get(c) for r in rows]) for c in names}
         if forced:
             columns["__customer"] = [str(job.customer_id)] * len(rows)
-        if not columns or len(rows) > _SAMPLE or all(c.startswith("column") and c[6:].isdigit() for c in columns):
-            return None  # format detection on a sample, or headerless names: the library's own ingest decides
+        if (
+            not columns
+            or len(rows) > _SAMPLE
+            or all(c.startswith("column") and c[6:].isdigit() for c in columns)
+            or {"rowid", "_source"} & set(columns)
+        ):
+            # format detection on a sample, headerless names, or names the shared pass uses itself: the library's
+            # own ingest decides
+            return None
         shape = (tuple(columns), forced)
         known = self._shapes.get(shape)
         if known is None:
@@ -856,33 +878,34 @@ class RunData:
 
     def _scored_customers(
         self,
-        frame: pd.DataFrame | tuple[dict[str, list[Any]], dict[str, str]],
+        frame: pd.DataFrame | _JsonColumns,
         rows: Sequence[int],
         labels: np.ndarray,
         ids: list[str],
         bought: list[set[str]],
         n: int,
     ) -> list[dict[str, Any]]:
-        """The response entries of scored customers: feature rows ``rows`` of ``frame`` (or of its columns as
-        lists with their dtype kinds, taken once for many jobs), with their segment labels."""
-        by_seg = self._lazy("profile_rows", lambda: {int(r["segment"]): r for _, r in self.profiles.iterrows()})
+        """The response entries of scored customers: feature rows ``rows`` of ``frame`` (or of its
+        :func:`_json_columns`, taken once for many jobs), with their segment labels."""
+        names = self._lazy(
+            "segment_names",
+            lambda: {int(r["segment"]): (str(r["name"]), str(r["action"])) for _, r in self.profiles.iterrows()},
+        )
         known = self._customers[0]
-        values, kinds = _columns_of(frame) if isinstance(frame, pd.DataFrame) else frame
-        feats = [c for c in values if c != "customer_id"]
+        features, attributes = _json_columns(frame) if isinstance(frame, pd.DataFrame) else frame
         out = []
         for i, (row, cid) in enumerate(zip(rows, ids, strict=True)):
             seg = int(labels[i])
-            prof = by_seg.get(seg)
-            features, attributes = _split({c: values[c][row] for c in feats}, kinds)
+            name, action = names.get(seg, (f"Segment {seg}", ""))
             out.append(
                 {
                     "customer_id": cid,
                     "known": cid in known,
                     "segment": seg,
-                    "segment_name": str(prof["name"]) if prof is not None else f"Segment {seg}",
-                    "action": str(prof["action"]) if prof is not None else "",
-                    "features": features,
-                    "attributes": attributes,
+                    "segment_name": name,
+                    "action": action,
+                    "features": {c: v[row] for c, v in features.items()},
+                    "attributes": {c: v[row] for c, v in attributes.items()},
                     "recommendations": self._segment_recs(seg, bought[i], n),
                 }
             )
@@ -984,24 +1007,27 @@ def _unusable(input_rows: int, quarantined: dict[str, int]) -> DataError:
     )
 
 
-def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[int, ScoreResult | ShopsegError]:
-    """Score every prepared job in one set of SQL statements on ``backend`` (an in-memory DuckDB).
+def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[int, ScoreResult | ShopsegError]:
+    """Score every prepared job in one set of SQL statements on ``db`` (an in-memory DuckDB).
 
     The statements are the library's own (typing, cleaning rules, duplicate and returns passes, feature SQL); a
     job's customer ids carry the job's key, so jobs never mix. Per job, the checks of ingest (date layout,
     decimal comma, an empty customer column) are one grouped query per column layout. Jobs the shared statements
     cannot answer exactly as alone (an empty customer column: the library's own message) go the step-by-step way.
+    The lines are read in place (an Arrow table registered as the raw table), and the duplicate and returns
+    passes run only when a line needs them (their statements are a fifth of a small pass's cost).
     """
     import dataclasses
 
     import pyarrow as pa
 
-    from shopseg.clean import DUPLICATE_PASS, FLAGGED, _mark_duplicates, _returns, rules_for
+    from shopseg.clean import CANONICAL, DUPLICATE_PASS, FLAGGED, RETURN_LINES, _mark_duplicates, _returns, rules_for
     from shopseg.config import CleanConfig
     from shopseg.features import FEATURES, feature_sql
     from shopseg.ingest import RAW, typed_sql
     from shopseg.ingest.mapping import DATE_FORMATS
 
+    backend = db.backend
     results: dict[int, ScoreResult | ShopsegError] = {}
     cfg_clean = CleanConfig.model_validate(data._score_configs([], False)[1])
     all_rules = rules_for(cfg_clean)
@@ -1013,17 +1039,15 @@ def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[
     for s, group in enumerate(shapes.values()):
         names = list(group[0].columns)
         mapping = group[0].mapping
+        n_lines = sum(p.n_rows for p in group)
         table = pa.table(
             {
                 **{c: pa.array([v for p in group for v in p.columns[c]], type=pa.string()) for c in names},
                 "_source": pa.array([p.key for p in group for _ in range(p.n_rows)], type=pa.string()),
+                "rowid": pa.array(range(n_lines), type=pa.int64()),  # what the typed SQL numbers lines by
             }
         )
-        backend.register("_score_in", table)
-        try:
-            backend.execute(f"CREATE OR REPLACE TEMP TABLE {RAW} AS SELECT * FROM _score_in")
-        finally:
-            backend.con.unregister("_score_in")
+        backend.register(RAW, table)  # read in place: the lines as the run's raw table, without a copy
         # ingest's checks, per job: customer ids present, date layout, decimal comma (every line is in the sample
         # the library takes, so counting all of a job's lines is what it counts)
         cust = quote(mapping.source["customer_id"])
@@ -1109,22 +1133,50 @@ def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[
             head = f"CREATE OR REPLACE TABLE {FLAGGED} AS " if first else f"INSERT INTO {FLAGGED} "
             backend.execute(head + " UNION ALL ".join(selects))
             first = False
+    backend.con.unregister(RAW)
     if not alive:
         return results
-    _mark_duplicates(backend)
-    backend.execute(
-        f"CREATE OR REPLACE VIEW transactions AS SELECT customer_id, order_id, product_id, product_name, category, "
-        f"quantity, unit_price, ts, country FROM {FLAGGED} WHERE _reason IS NULL"
-    )
-    _returns(backend)
+    if not db.has_view:
+        backend.execute(
+            f"CREATE OR REPLACE VIEW transactions AS SELECT customer_id, order_id, product_id, product_name, "
+            f"category, quantity, unit_price, ts, country FROM {FLAGGED} WHERE _reason IS NULL"
+        )
+        db.has_view = True
+    # one look at the flagged lines: lines by job and reason, whether the duplicate and returns passes have
+    # anything to do (exact copies: clean lines sharing a hash of the canonical columns, the duplicate pass's
+    # own candidates; cancellations the returns pass matches), and the products each customer bought (the
+    # duplicate pass keeps one copy of each line, so the pairs are the same before it and after)
+    tally = f"SELECT _job, _reason, count(*) AS n, max(ts) AS latest FROM {FLAGGED} GROUP BY ALL"
     counts: dict[str, dict[str | None, int]] = {}
     last: dict[str, Any] = {}
-    for job, reason, rows, latest in backend.rows(
-        f"SELECT _job, _reason, count(*), max(ts) FROM {FLAGGED} GROUP BY ALL"
+    bought: dict[str, set[str]] = {}
+    copies = cancellations = 0
+    for kind, job, reason, n, latest, cid, pid in backend.rows(
+        f"SELECT 0, _job, _reason, n, latest, NULL, NULL FROM ({tally}) UNION ALL "
+        f"SELECT 1, NULL, NULL, count(*) FILTER (WHERE _reason IS NULL) - count(DISTINCT hash({CANONICAL})) "
+        f"FILTER (WHERE _reason IS NULL), NULL, NULL, CAST(count(*) FILTER (WHERE {RETURN_LINES}) AS VARCHAR) "
+        f"FROM {FLAGGED} UNION ALL "
+        f"SELECT DISTINCT 2, NULL, NULL, NULL, NULL, customer_id, product_id FROM {FLAGGED} "
+        "WHERE _reason IS NULL AND product_id IS NOT NULL"
     ):
-        counts.setdefault(str(job), {})[reason] = int(rows)
-        if reason is None:
-            last[str(job)] = latest
+        if kind == 0:
+            counts.setdefault(str(job), {})[reason] = int(n)
+            if reason is None:
+                last[str(job)] = latest
+        elif kind == 1:
+            copies, cancellations = int(n), int(pid)
+        else:
+            bought.setdefault(str(cid), set()).add(str(pid))
+    if copies:
+        _mark_duplicates(backend)
+        counts = {}
+        for job, reason, n, latest in backend.rows(tally):
+            counts.setdefault(str(job), {})[reason] = int(n)
+            if reason is None:
+                last[str(job)] = latest
+    if cancellations or not db.empty_returns:
+        _returns(backend)  # with no cancellations: the empty table, kept for the next passes
+        db.empty_returns = not cancellations
     scored: list[tuple[_Prepared, Any, dict[str, int], datetime]] = []
     for p, m, rules in alive:
         mine = counts.get(p.key, {})
@@ -1134,23 +1186,23 @@ def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[
             continue
         when = p.job.as_of or _default_as_of(data.as_of, last[p.key])
         scored.append((p, m, quarantined, when))
-    bought: dict[str, set[str]] = {}
-    if scored:
-        for cid, pid in backend.rows(
-            "SELECT DISTINCT customer_id, product_id FROM transactions WHERE product_id IS NOT NULL"
-        ):
-            bought.setdefault(str(cid), set()).add(str(pid))
-    numeric = [f.name for f in FEATURES if f.numeric]
+    numeric = {f.name for f in FEATURES if f.numeric}
     for when in dict.fromkeys(w for *_, w in scored):
         sql = data._lazy(f"feature_sql {when.isoformat()}", lambda when=when: feature_sql(when))
-        frame = backend.df(sql)
-        frame["customer_id"] = frame["customer_id"].astype(str)
-        nums = [c for c in numeric if c in frame.columns]
-        frame[nums] = frame[nums].astype("float64")
-        owner = frame["customer_id"].str.slice(0, 6).to_numpy()
+        fetched = backend.con.execute(sql).fetchnumpy()
+        frame = pd.DataFrame(
+            {
+                c: _float_array(v) if c in numeric else (v.astype(str) if c == "customer_id" else v)
+                for c, v in fetched.items()
+            }
+        )
+        full_ids: list[str] = frame["customer_id"].tolist()
+        owner = np.array([c[:6] for c in full_ids], dtype=object)
+        cols = _json_columns(frame)
         # jobs that lack a column skip the features needing it, as alone; predict per set of columns
         by_cols: dict[tuple[str, ...], list[tuple[_Prepared, Any, dict[str, int], np.ndarray]]] = {}
-        skips: dict[int, set[str]] = {}  # by mapping (jobs of one column layout share theirs)
+        columns: list[str] = list(frame.columns)
+        kepts: dict[int, tuple[str, ...]] = {}  # by mapping (jobs of one column layout share theirs)
         for p, m, quarantined, w in scored:
             if w != when:
                 continue
@@ -1160,27 +1212,30 @@ def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[
                     f"no customer has a clean purchase before {when:%Y-%m-%d}; choose a later --as-of"
                 )
                 continue
-            skip = skips.get(id(m.source))
-            if skip is None:
-                skip = skips[id(m.source)] = {f.name for f in FEATURES if not set(f.requires) <= set(m.source)}
-            kept = tuple(c for c in frame.columns if c not in skip)
+            kept = kepts.get(id(m.source))
+            if kept is None:
+                skip = {f.name for f in FEATURES if not set(f.requires) <= set(m.source)}
+                kept = kepts[id(m.source)] = tuple(c for c in columns if c not in skip)
             by_cols.setdefault(kept, []).append((p, m, quarantined, at))
         for kept, same_cols in by_cols.items():
-            sub = frame.iloc[np.concatenate([at for *_, at in same_cols])][list(kept)].reset_index(drop=True)
+            rows = np.concatenate([at for *_, at in same_cols])
+            # the whole frame (the usual case: every job has every column) or the rows of these jobs
+            whole = len(kept) == frame.shape[1] and len(rows) == len(frame)
+            sub = frame if whole else frame.iloc[rows][list(kept)].reset_index(drop=True)
             try:
                 labels = np.asarray(data.segmenter.predict(sub), dtype=np.int64)
             except ShopsegError as exc:
                 for p, *_ in same_cols:
                     results[p.index] = exc
                 continue
-            cols = _columns_of(sub)
+            sub_cols = cols if whole else _json_columns(sub)
             start = 0
             for p, m, quarantined, at in same_cols:
-                rows = range(start, start + len(at))
-                full_ids = [cols[0]["customer_id"][r] for r in rows]
-                ids = [c[len(p.key) + 1 :] for c in full_ids]
+                # rows of ``sub`` (and of its labels) that are this job's customers
+                where: np.ndarray = at if whole else np.arange(start, start + len(at))
+                ids = [full_ids[r][len(p.key) + 1 :] for r in at]
                 customers = data._scored_customers(
-                    cols, rows, labels[start : start + len(at)], ids, [bought.get(c, set()) for c in full_ids], p.job.n
+                    sub_cols, where.tolist(), labels[where], ids, [bought.get(full_ids[r], set()) for r in at], p.job.n
                 )
                 start += len(at)
                 notes = []
@@ -1193,9 +1248,31 @@ def _score_pass(data: RunData, backend: Any, prepared: list[_Prepared]) -> dict[
     return results
 
 
-def _columns_of(frame: pd.DataFrame) -> tuple[dict[str, list[Any]], dict[str, str]]:
-    """A frame's columns as lists (timestamps as pandas Timestamps, as ``.iat`` gives them) and dtype kinds."""
-    return {c: frame[c].tolist() for c in frame.columns}, {c: frame[c].dtype.kind for c in frame.columns}
+def _float_array(values: np.ndarray) -> np.ndarray:
+    """A fetched numeric column as float64, missing values (a masked array's) as NaN."""
+    out: np.ndarray = np.ma.filled(np.ma.asarray(values).astype(np.float64), np.nan)
+    return out
+
+
+_JsonColumns = tuple[dict[str, list[Any]], dict[str, list[Any]]]
+
+
+def _json_columns(frame: pd.DataFrame) -> _JsonColumns:
+    """A feature frame's columns as JSON-ready lists, split as responses show them: numeric features (floats;
+    missing or infinite = None) and other attributes (times as ISO 8601 text, flags, text); ``customer_id``
+    left out. Done once per column, not per customer."""
+    features: dict[str, list[Any]] = {}
+    attributes: dict[str, list[Any]] = {}
+    for c in frame.columns:
+        if c == "customer_id":
+            continue
+        col = frame[c]
+        if col.dtype.kind in "fiu":
+            a = col.to_numpy(dtype=np.float64, na_value=np.nan)
+            features[c] = [None if v != v else v for v in np.where(np.isfinite(a), a, np.nan).tolist()]
+        else:
+            attributes[c] = [json_value(v) for v in col.tolist()]
+    return features, attributes
 
 
 def _split(values: dict[str, Any], kinds: dict[str, str]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -1222,8 +1299,13 @@ def _all_parse(values: list[Any], fmt: str) -> bool:
     return True
 
 
+_TEXT_OR_NONE = frozenset({str, type(None)})
+
+
 def _texts(values: list[Any]) -> list[str | None]:
     """:func:`_text` of every value, with the JSON types (text, missing, int, float) handled inline."""
+    if set(map(type, values)) <= _TEXT_OR_NONE:  # most columns: ids, dates, names
+        return values
     out: list[str | None] = []
     for v in values:
         t = type(v)
