@@ -783,6 +783,28 @@ def test_concurrent_requests_share_one_pass(data: RunData, run_dir: Path, crm: p
             _same(res, data.score_orders(job.rows, customer_id=job.customer_id, as_of=job.as_of, n=job.n))
 
 
+def test_the_clients_of_a_pass_share_the_next_one(data: RunData) -> None:
+    """Under load the clients just answered send their next requests a few milliseconds apart: the first of them
+    finds the queue empty (the drain task has ended) and must still wait for the others, not be scored alone
+    and split the cohort in two passes. A request after a quiet spell is scored at once."""
+    jobs = [ScoreJob([{"customer_id": f"c{i}", "ts": "2011-06-01 10:00", "unit_price": 1.0 + i}]) for i in range(10)]
+    batcher = ScoreBatcher(data, linger_s=0.3)
+
+    async def cohorts() -> tuple[int, float]:
+        await asyncio.gather(*(batcher.score(j) for j in jobs))  # one pass of 10
+        first = asyncio.ensure_future(batcher.score(jobs[0]))
+        await asyncio.sleep(0.03)  # the rest of the cohort, a moment later
+        await asyncio.gather(first, *(batcher.score(j) for j in jobs[1:]))
+        await asyncio.sleep(0.4)  # quiet: longer than the linger
+        start = time.monotonic()
+        await batcher.score(jobs[0])
+        return batcher.passes, time.monotonic() - start
+
+    passes, alone_s = asyncio.run(cohorts())
+    assert passes == 3 and batcher.scored == 21
+    assert alone_s < 0.25  # not held back waiting for a cohort that is not coming
+
+
 def test_concurrent_http_requests_get_their_own_answers(data: RunData) -> None:
     """Concurrent POST /score calls through the app (one event loop, as under uvicorn): each answer equals the
     answer to the same call made alone; the invalid one gets its own 4xx error in the API's shape."""
