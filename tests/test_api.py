@@ -897,6 +897,10 @@ def test_order_values_become_the_text_a_file_would_hold() -> None:
     assert _texts(values) == [_text(v) for v in values]
     want = [None, "a", " 7 ", "1", "-3", "2", "2.5", "0", "100000000000000000000", "inf", "true", "false", "3"]
     assert _texts(values) == want
+    # the shortcuts for columns of one kind: text (kept as is), integers (not booleans: those are ints too)
+    assert _texts(["a", None, " b"]) == ["a", None, " b"]
+    assert _texts([1, -3, 10**20]) == ["1", "-3", "100000000000000000000"]
+    assert _texts([True, 1]) == ["true", "1"]
 
 
 def test_worker_app_loads_the_run_and_freezes_its_heap(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1300,12 +1300,16 @@ def _all_parse(values: list[Any], fmt: str) -> bool:
 
 
 _TEXT_OR_NONE = frozenset({str, type(None)})
+_INT = frozenset({int})
 
 
 def _texts(values: list[Any]) -> list[str | None]:
     """:func:`_text` of every value, with the JSON types (text, missing, int, float) handled inline."""
-    if set(map(type, values)) <= _TEXT_OR_NONE:  # most columns: ids, dates, names
+    kinds = set(map(type, values))
+    if kinds <= _TEXT_OR_NONE:  # most columns: ids, dates, names
         return values
+    if kinds == _INT:  # quantities
+        return list(map(str, values))
     out: list[str | None] = []
     for v in values:
         t = type(v)
