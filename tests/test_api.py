@@ -888,6 +888,12 @@ def test_default_workers_fit_the_machine() -> None:
         serve(".", workers=-1)
 
 
+def test_json_bodies_are_compact_utf8_with_null_for_non_finite_numbers() -> None:
+    body = {"a": float("nan"), "b": [1.5, float("-inf"), 2, "é", None, True], "c": {"d": 0.1}}
+    assert json_bytes(body) == '{"a":null,"b":[1.5,null,2,"é",null,true],"c":{"d":0.1}}'.encode()
+    assert json.loads(json_bytes({"x": 1e-7, "y": 12345678901234567890})) == {"x": 1e-7, "y": 12345678901234567890}
+
+
 def test_order_values_become_the_text_a_file_would_hold() -> None:
     """Values of JSON order lines as text (what the typed-column SQL reads): the inline conversion of many values
     and the one-value rule agree; integral floats lose their '.0', booleans are lower case."""
