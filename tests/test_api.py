@@ -888,6 +888,47 @@ def test_default_workers_fit_the_machine() -> None:
         serve(".", workers=-1)
 
 
+def test_the_first_check_in_python_counts_what_duckdb_counts(data: RunData) -> None:
+    """The pass's first check (customers present, dates, dates in the first layout) answered in Python gives
+    DuckDB's counts, or None where only DuckDB's parser can tell (other shapes, impossible dates, tabs, which
+    SQL's trim keeps)."""
+    from shopseg.ingest.mapping import DATE_FORMATS
+    from shopseg.serve.rundir import _quick_counts
+
+    assert DATE_FORMATS[0] == "%Y-%m-%d %H:%M:%S"  # the layout _quick_counts recognises
+    cases: list[tuple[list[Any], list[Any], bool]] = [
+        (["a", "b", " "], ["2011-01-05 10:00:00", " 2011-12-31 23:59:59 ", None], True),
+        (["a", None, ""], ["2012-02-29 00:00:00"], True),
+        ([" ", None], [None, None], True),
+        (["a"], ["2011-02-30 10:00:00"], False),  # no such day
+        (["a"], ["2011-1-5 10:00:00"], False),  # DuckDB may read it; Python does not guess
+        (["a"], ["\t2011-01-05 10:00:00"], False),
+        (["a"], ["2011-01-05T10:00:00"], False),
+        (["a"], [""], False),
+    ]
+    con = duckdb.connect()
+    for customers, dates, certain in cases:
+        n = max(len(customers), len(dates))
+        rows = [
+            {"customer_id": customers[i % len(customers)], "ts": dates[i % len(dates)], "unit_price": "1"}
+            for i in range(n)
+        ]
+        p = data._prepare(0, ScoreJob(rows))
+        assert p is not None
+        got = _quick_counts(p, "customer_id", "ts")
+        want = con.execute(
+            "SELECT count(NULLIF(trim(c), '')), count(v), count(try_strptime(v, '%Y-%m-%d %H:%M:%S')) "
+            "FROM (SELECT unnest(?) AS c, trim(unnest(?)) AS v)",
+            [[r["customer_id"] for r in rows], [r["ts"] for r in rows]],
+        ).fetchone()
+        assert (got is not None) == certain, (customers, dates)
+        if got is not None and p.date_format is None:
+            assert got == want, (customers, dates)
+        elif got is not None:  # a layout already known (no dates at all fit every layout): customers only
+            assert got[0] == want[0], (customers, dates)
+    con.close()
+
+
 def test_json_bodies_are_compact_utf8_with_null_for_non_finite_numbers() -> None:
     body = {"a": float("nan"), "b": [1.5, float("-inf"), 2, "é", None, True], "c": {"d": 0.1}}
     assert json_bytes(body) == '{"a":null,"b":[1.5,null,2,"é",null,true],"c":{"d":0.1}}'.encode()

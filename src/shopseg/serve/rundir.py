@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -1067,15 +1068,19 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
             f"(CASE WHEN regexp_full_match(trim(CAST({c} AS VARCHAR)), '-?\\d*\\.\\d+') THEN 1 ELSE 0 END)"
             for c in nums
         )
-        # first the cheap answers: dates in the first layout the library tries, numbers without a comma
-        quick = {
-            str(r[0]): r[1:]
-            for r in backend.rows(
-                f"SELECT _source, count(NULLIF(trim(CAST({cust} AS VARCHAR)), '')), count(v), "
-                f"count(try_strptime(v, '{DATE_FORMATS[0]}')) FROM (SELECT _source, {cust}, {v} AS v FROM {RAW}) "
-                "GROUP BY _source"
-            )
-        }
+        # first the cheap answers: dates in the first layout the library tries, numbers without a comma; in
+        # Python when every job's answer is certain there, else one grouped query
+        known = [_quick_counts(p, mapping.source["customer_id"], mapping.source["ts"]) for p in group]
+        quick: dict[str, Sequence[Any]] = {p.key: q for p, q in zip(group, known, strict=True) if q is not None}
+        if len(quick) < len(group):
+            quick = {
+                str(r[0]): r[1:]
+                for r in backend.rows(
+                    f"SELECT _source, count(NULLIF(trim(CAST({cust} AS VARCHAR)), '')), count(v), "
+                    f"count(try_strptime(v, '{DATE_FORMATS[0]}')) FROM (SELECT _source, {cust}, {v} AS v "
+                    f"FROM {RAW}) GROUP BY _source"
+                )
+            }
         num_src = [mapping.source[c] for c in ("quantity", "unit_price", "amount") if mapping.has(c)]
         full = [
             p.key
@@ -1250,6 +1255,34 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
                 clean = counts[p.key][None]
                 results[p.index] = ScoreResult(when, customers, p.n_rows, clean, quarantined, notes)
     return results
+
+
+_ISO_SECONDS = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}")
+
+
+def _quick_counts(p: _Prepared, customer: str, ts: str) -> tuple[int, int, int] | None:
+    """What the pass's first check query counts for a job (lines with a customer; dates; dates in the first
+    layout the library tries, ``%Y-%m-%d %H:%M:%S``), when Python can be sure of it; None when only DuckDB's
+    own parsing can tell. A date counts as in the layout when, trimmed of spaces as SQL's ``trim`` does, it has
+    exactly that shape and is a real calendar time (``datetime.fromisoformat``): then DuckDB's ``strptime``
+    reads it too. A job whose date layout is already known needs only the customer count."""
+    customers = p.columns[customer]
+    present = sum(1 for c in customers if c is not None and c.strip(" "))
+    if p.date_format is not None:
+        return present, 0, 0
+    total = 0
+    for value in p.columns[ts]:
+        if value is None:
+            continue
+        total += 1
+        v = value.strip(" ")
+        if _ISO_SECONDS.fullmatch(v) is None:
+            return None
+        try:
+            datetime.fromisoformat(v)
+        except ValueError:
+            return None
+    return present, total, total
 
 
 def _float_array(values: np.ndarray) -> np.ndarray:
