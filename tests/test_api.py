@@ -750,6 +750,8 @@ def test_passes_reuse_their_database_without_leftovers(data: RunData, run_dir: P
     assert isinstance(later, ScoreResult) and "duplicate" not in later.quarantined
     assert later.customers[0]["features"]["return_rate"] == 0.0
     assert later.customers[0]["features"]["frequency"] == 3
+    with data._pool.get() as db:  # the same statements, prepared once, read each pass's own lines
+        assert any("feature" in sql for sql in db.prepared) and len(db.prepared) >= 2
     # customers of three segments, the first and last with lower-cased column names (a second layout): the pass
     # groups jobs by layout, so its order of jobs (0, 2, 1) is not the feature frame's (0, 1, 2)
     picked = crm.sort_values("customer_id").groupby("segment")["customer_id"].first().iloc[:3].tolist()

@@ -201,9 +201,30 @@ class _ScoreDB:
     has_view: bool = False
     #: the ``returns`` table exists and is empty (a pass without cancellations needs nothing else)
     empty_returns: bool = False
+    #: statements prepared in this database, by their SQL
+    prepared: dict[str, str] = field(default_factory=dict)
+
+    def fetch(self, sql: str) -> dict[str, np.ndarray]:
+        """The columns of a query's result as arrays. A query seen before runs as a statement prepared then:
+        DuckDB plans it once and binds it again when the tables it reads are replaced (2 ms of the feature
+        query's 10 on a pass of 50 requests)."""
+        name = self.prepared.get(sql)
+        try:
+            if name is None and len(self.prepared) < _PREPARED_MAX:
+                name = self.prepared[sql] = f"_score_{len(self.prepared)}"
+                self.backend.con.execute(f"PREPARE {name} AS {sql}")
+            result: dict[str, np.ndarray] = self.backend.con.execute(
+                sql if name is None else f"EXECUTE {name}"
+            ).fetchnumpy()
+        except duckdb.Error as exc:
+            raise BackendError(f"DuckDB failed: {exc}\nSQL: {sql[:2000]}") from None
+        return result
 
     def close(self) -> None:
         self.backend.close()
+
+
+_PREPARED_MAX = 64  # statements kept per scoring database (one feature query per as-of date, the tally)
 
 
 class _BackendPool:
@@ -1160,14 +1181,15 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
     last: dict[str, Any] = {}
     bought: dict[str, set[str]] = {}
     copies = cancellations = 0
-    for kind, job, reason, n, latest, cid, pid in backend.rows(
-        f"SELECT 0, _job, _reason, n, latest, NULL, NULL FROM ({tally}) UNION ALL "
+    looked = db.fetch(
+        f"SELECT 0 AS kind, _job, _reason, n, latest, NULL AS cid, NULL AS pid FROM ({tally}) UNION ALL "
         f"SELECT 1, NULL, NULL, count(*) FILTER (WHERE _reason IS NULL) - count(DISTINCT hash({CANONICAL})) "
         f"FILTER (WHERE _reason IS NULL), NULL, NULL, CAST(count(*) FILTER (WHERE {RETURN_LINES}) AS VARCHAR) "
         f"FROM {FLAGGED} UNION ALL "
         f"SELECT DISTINCT 2, NULL, NULL, NULL, NULL, customer_id, product_id FROM {FLAGGED} "
         "WHERE _reason IS NULL AND product_id IS NOT NULL"
-    ):
+    )
+    for kind, job, reason, n, latest, cid, pid in zip(*(_objects(a) for a in looked.values()), strict=True):
         if kind == 0:
             counts.setdefault(str(job), {})[reason] = int(n)
             if reason is None:
@@ -1198,7 +1220,7 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
     numeric = {f.name for f in FEATURES if f.numeric}
     for when in dict.fromkeys(w for *_, w in scored):
         sql = data._lazy(f"feature_sql {when.isoformat()}", lambda when=when: feature_sql(when))
-        fetched = backend.con.execute(sql).fetchnumpy()
+        fetched = db.fetch(sql)
         frame = pd.DataFrame(
             {
                 c: _float_array(v) if c in numeric else (v.astype(str) if c == "customer_id" else v)
@@ -1283,6 +1305,16 @@ def _quick_counts(p: _Prepared, customer: str, ts: str) -> tuple[int, int, int] 
         except ValueError:
             return None
     return present, total, total
+
+
+def _objects(values: np.ndarray) -> list[Any]:
+    """A fetched column as Python values, missing ones (a masked array's) as None."""
+    if isinstance(values, np.ma.MaskedArray):
+        return [
+            None if m else v for v, m in zip(values.data.tolist(), np.ma.getmaskarray(values).tolist(), strict=True)
+        ]
+    out: list[Any] = values.tolist()
+    return out
 
 
 def _float_array(values: np.ndarray) -> np.ndarray:
