@@ -207,7 +207,7 @@ class _ScoreDB:
     def fetch(self, sql: str) -> dict[str, np.ndarray]:
         """The columns of a query's result as arrays. A query seen before runs as a statement prepared then:
         DuckDB plans it once and binds it again when the tables it reads are replaced (2 ms of the feature
-        query's 10 on a pass of 50 requests)."""
+        query's 10 on a pass of 50 requests). Only queries: DuckDB does not prepare CREATE TABLE … AS."""
         name = self.prepared.get(sql)
         try:
             if name is None and len(self.prepared) < _PREPARED_MAX:
