@@ -950,6 +950,17 @@ def test_order_values_become_the_text_a_file_would_hold() -> None:
     assert _texts(["a", None, " b"]) == ["a", None, " b"]
     assert _texts([1, -3, 10**20]) == ["1", "-3", "100000000000000000000"]
     assert _texts([True, 1]) == ["true", "1"]
+    floats = [2.0, 2.5, -0.0, 1e20, float("inf"), 0.1]
+    assert _texts(floats) == [_text(v) for v in floats] == ["2", "2.5", "0", "100000000000000000000", "inf", "0.1"]
+
+
+def test_the_columns_of_order_lines_in_first_seen_order() -> None:
+    from shopseg.serve.rundir import _checked_names
+
+    assert _checked_names(ScoreJob([{"a": 1, "b": 2}, {"b": 3, "a": 4}])) == ["a", "b"]
+    assert _checked_names(ScoreJob([{"a": 1, "b": 2}, {"b": 3, "c": 4}, {"d": None}])) == ["a", "b", "c", "d"]
+    with pytest.raises(DataError, match="no columns"):
+        _checked_names(ScoreJob([{}, {}]))
 
 
 def test_worker_app_loads_the_run_and_freezes_its_heap(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

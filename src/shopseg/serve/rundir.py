@@ -1009,11 +1009,15 @@ def _checked_names(job: ScoreJob) -> list[str]:
         raise DataError("no order lines to score; send at least one line with a customer, date and price")
     if job.n < 1:
         raise ConfigError(f"n must be at least 1 (got {job.n})")
-    names: list[str] = []
-    for r in job.rows:
-        for k in r:
-            if k not in names:
-                names.append(str(k))
+    first = job.rows[0].keys()
+    if all(r.keys() == first for r in job.rows):  # the usual case: every line has the same columns
+        names = [str(k) for k in first]
+    else:
+        names = []
+        for r in job.rows:
+            for k in r:
+                if k not in names:
+                    names.append(str(k))
     if not names:
         raise DataError("the order lines have no columns; send objects such as {customer_id, ts, unit_price}")
     return names
@@ -1292,11 +1296,11 @@ def _quick_counts(p: _Prepared, customer: str, ts: str) -> tuple[int, int, int] 
     present = sum(1 for c in customers if c is not None and c.strip(" "))
     if p.date_format is not None:
         return present, 0, 0
-    total = 0
-    for value in p.columns[ts]:
+    dates = p.columns[ts]
+    total = len(dates) - dates.count(None)
+    for value in set(dates):  # the lines of an order share their time
         if value is None:
             continue
-        total += 1
         v = value.strip(" ")
         if _ISO_SECONDS.fullmatch(v) is None:
             return None
@@ -1370,6 +1374,7 @@ def _all_parse(values: list[Any], fmt: str) -> bool:
 
 _TEXT_OR_NONE = frozenset({str, type(None)})
 _INT = frozenset({int})
+_FLOAT = frozenset({float})
 
 
 def _texts(values: list[Any]) -> list[str | None]:
@@ -1379,6 +1384,8 @@ def _texts(values: list[Any]) -> list[str | None]:
         return values
     if kinds == _INT:  # quantities
         return list(map(str, values))
+    if kinds == _FLOAT:  # prices, amounts
+        return [str(int(v)) if v.is_integer() else str(v) for v in values]
     out: list[str | None] = []
     for v in values:
         t = type(v)
