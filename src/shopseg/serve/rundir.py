@@ -211,8 +211,9 @@ class _ScoreDB:
         name = self.prepared.get(sql)
         try:
             if name is None and len(self.prepared) < _PREPARED_MAX:
-                name = self.prepared[sql] = f"_score_{len(self.prepared)}"
+                name = f"_score_{len(self.prepared)}"
                 self.backend.con.execute(f"PREPARE {name} AS {sql}")
+                self.prepared[sql] = name
             result: dict[str, np.ndarray] = self.backend.con.execute(
                 sql if name is None else f"EXECUTE {name}"
             ).fetchnumpy()
