@@ -890,6 +890,31 @@ def test_default_workers_fit_the_machine() -> None:
         serve(".", workers=-1)
 
 
+def test_workers_off_linux_use_uvicorns_supervisor(run_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where SO_REUSEPORT does not spread connections (macOS), several workers run under uvicorn's own
+    supervisor on its shared socket; on Linux, under shopseg's, one socket each."""
+    import uvicorn
+
+    from shopseg.serve import api
+
+    calls: list[dict[str, Any]] = []
+
+    def fake_run(target: Any, *, timeout_worker_healthcheck: int = 5, **kw: Any) -> None:
+        calls.append({"target": target, "timeout_worker_healthcheck": timeout_worker_healthcheck, **kw})
+
+    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(api, "_serve_workers", lambda socks, options: calls.append({"socks": len(socks)}))
+    monkeypatch.setattr(api, "_listen", lambda host, port, workers: [object()] * workers)
+    for var in (api._ENV_RUN, api._ENV_BODY, api._ENV_KEY):
+        monkeypatch.delenv(var, raising=False)
+    serve(run_dir, workers=3, port=0)
+    assert calls == [{"socks": 3}]
+    monkeypatch.setattr(sys, "platform", "darwin")
+    serve(run_dir, workers=3, port=0)
+    assert calls[1]["target"] == "shopseg.serve.api:app_from_env" and calls[1]["workers"] == 3
+    assert calls[1]["factory"] is True and calls[1]["timeout_worker_healthcheck"] == 120
+
+
 def test_the_first_check_in_python_counts_what_duckdb_counts(data: RunData) -> None:
     """The pass's first check (customers present, dates, dates in the first layout) answered in Python gives
     DuckDB's counts, or None where only DuckDB's parser can tell (other shapes, impossible dates, tabs, which

@@ -18,6 +18,7 @@ import inspect
 import logging
 import os
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -774,10 +775,12 @@ def serve(
     if api_key:
         os.environ[_ENV_KEY] = api_key
     options: dict[str, Any] = {"log_level": log_level, "access_log": access_log, **impl}
-    if hasattr(socket, "SO_REUSEPORT"):
+    if sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT"):
         _serve_workers(_listen(host, port, workers), options)
         return
-    extra: dict[str, Any] = dict(options)  # pragma: no cover - not on Linux: uvicorn's shared socket
+    # elsewhere SO_REUSEPORT does not spread connections (macOS gives them all to one socket): uvicorn's own
+    # supervisor and shared socket
+    extra: dict[str, Any] = dict(options)
     if "timeout_worker_healthcheck" in inspect.signature(uvicorn.run).parameters:
         # a worker imports shopseg and loads the run before it answers the supervisor's first health check;
         # uvicorn's default of 5 s kills (and restarts, forever) workers on a busy machine
