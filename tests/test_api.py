@@ -905,8 +905,8 @@ def test_workers_off_linux_use_uvicorns_supervisor(run_dir: Path, monkeypatch: p
     monkeypatch.setattr(uvicorn, "run", fake_run)
     monkeypatch.setattr(api, "_serve_workers", lambda socks, options: calls.append({"socks": len(socks)}))
     monkeypatch.setattr(api, "_listen", lambda host, port, workers: [object()] * workers)
-    for var in (api._ENV_RUN, api._ENV_BODY, api._ENV_KEY):
-        monkeypatch.delenv(var, raising=False)
+    for var in (api._ENV_RUN, api._ENV_BODY, api._ENV_KEY):  # serve sets them: restored after the test
+        monkeypatch.setenv(var, "")
     serve(run_dir, workers=3, port=0)
     assert calls == [{"socks": 3}]
     monkeypatch.setattr(sys, "platform", "darwin")
