@@ -767,6 +767,31 @@ def test_passes_reuse_their_database_without_leftovers(data: RunData, run_dir: P
     ]
 
 
+def test_a_pass_scores_each_request_as_of_its_own_date(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:
+    """Customers whose orders run past the run's as-of are scored as of the day after their last order (or
+    their request's as_of): requests of different dates share one pass and one feature query, and each gets
+    what it gets alone."""
+    cids = crm.sort_values("customer_id")["customer_id"].iloc[:4].tolist()
+    run_as_of = pd.Timestamp(data.as_of)
+    jobs = []
+    for i, cid in enumerate(cids):
+        rows = _raw_lines(run_dir, str(cid))
+        times = [pd.Timestamp(r["InvoiceDate"]) for r in rows]
+        shift = run_as_of - max(times) + pd.Timedelta(days=3 + 7 * i)  # the last order 3, 10, 17, 24 days after
+        later = [{**r, "InvoiceDate": str(t + shift)} for r, t in zip(rows, times, strict=True)]
+        jobs.append(ScoreJob(later, customer_id=f"x{i}"))
+    jobs.append(ScoreJob(jobs[0].rows, customer_id="fixed", as_of=datetime(2013, 1, 1)))
+    got = data.score_many(jobs)
+    dates = {r.as_of for r in got if isinstance(r, ScoreResult)}
+    assert len(dates) == len(jobs)  # five dates in one pass
+    with data._pool.get() as db:  # one feature query for all of them, with each customer's date
+        assert any("JOIN _score_as_of" in sql for sql in db.prepared)
+    for job, res in zip(jobs, got, strict=True):
+        _same(res, data._score_alone(job))
+    first = got[0]
+    assert isinstance(first, ScoreResult) and first.customers[0]["features"]["recency_days"] >= 1
+
+
 def test_concurrent_requests_share_one_pass(data: RunData, run_dir: Path, crm: pd.DataFrame) -> None:
     """The batcher: requests queued together are scored in one pass, each gets its own result or error."""
     jobs = [*_jobs(run_dir, crm), ScoreJob([{"customer_id": "a", "ts": "not a date", "unit_price": 1}])]

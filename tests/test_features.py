@@ -119,3 +119,33 @@ def test_product_features_skipped_without_products(tmp_path: Path) -> None:
     assert "distinct_products" in fs.skipped
     x = fs.frame.set_index("customer_id").loc["x"]
     assert (x["frequency"], x["monetary"], x["recency_days"]) == (2, 30.0, 1)
+
+
+def test_each_customer_as_of_their_own_date(tmp_path: Path) -> None:
+    """``feature_sql(as_of_table=...)``: every customer's features as of their own date in one query, equal to
+    the query for that date alone (lines, returns and day counts all cut at the customer's date); customers
+    the table does not list are left out."""
+    from shopseg.features import feature_sql
+
+    src = tmp_path / "orders.csv"
+    src.write_text(ROWS, encoding="utf-8")
+    b = DuckDBBackend(tmp_path / "t.duckdb")
+    try:
+        ing = ingest_transactions(b, [src], work=tmp_path / "w")
+        clean_transactions(b, ing)
+        dates = {"A": datetime(2011, 1, 6), "B": datetime(2011, 1, 12), "C": AS_OF}
+        b.register("dates", pd.DataFrame({"customer_id": list(dates), "as_of": list(dates.values())}))
+        together = b.df(feature_sql(None, as_of_table="dates")).set_index("customer_id")
+        assert sorted(together.index) == ["A", "B", "C"]
+        for cid, when in dates.items():
+            alone = b.df(feature_sql(when)).set_index("customer_id").loc[[cid]]
+            pd.testing.assert_frame_equal(together.loc[[cid]], alone, check_dtype=False)
+        assert together.loc["A", "frequency"] == 2 and together.loc["A", "recency_days"] == 1  # Jan 1, Jan 5
+        assert together.loc["B", "return_rate"] > 0 and together.loc["B", "frequency"] == 2  # 2003 counts now
+        b.register(
+            "none",
+            pd.DataFrame({"customer_id": pd.Series([], dtype=str), "as_of": pd.Series([], dtype="datetime64[us]")}),
+        )
+        assert b.df(feature_sql(None, as_of_table="none")).empty
+    finally:
+        b.close()

@@ -13,6 +13,7 @@ from importlib import resources
 import pandas as pd
 
 from shopseg.backends.base import Backend
+from shopseg.errors import ConfigError
 
 __all__ = ["FEATURES", "Feature", "FeatureSet", "build_features", "default_as_of", "feature_sql"]
 
@@ -91,12 +92,26 @@ class FeatureSet:
         return pd.DataFrame(rows, columns=["feature", "description", "unit"])
 
 
-def feature_sql(as_of: datetime, source: str = "transactions", *, customers: str | None = None) -> str:
+def feature_sql(
+    as_of: datetime | None,
+    source: str = "transactions",
+    *,
+    customers: str | None = None,
+    as_of_table: str | None = None,
+) -> str:
     """The feature query for ``as_of`` (DuckDB dialect); ``customers`` names a table whose ``customer_id``
-    column limits the query to those customers."""
+    column limits the query to those customers. ``as_of_table`` (order lines only; ``as_of`` is then unused)
+    names a table of ``(customer_id, as_of)``: each customer's features as of their own date in one query
+    (customers it does not list are left out)."""
     text = resources.files("shopseg.features").joinpath("sql", f"{source}.sql").read_text(encoding="utf-8")
     where = f"AND customer_id IN (SELECT customer_id FROM {customers})" if customers else ""
-    return text.replace("{as_of}", f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'").replace("{customer_filter}", where)
+    if as_of_table is not None:
+        when, join = f"{as_of_table}.as_of", f" JOIN {as_of_table} USING (customer_id)"
+    elif as_of is not None:
+        when, join = f"TIMESTAMP '{as_of:%Y-%m-%d %H:%M:%S}'", ""
+    else:
+        raise ConfigError("feature_sql needs an as-of date, or a table of each customer's as-of date")
+    return text.replace("{as_of_join}", join).replace("{as_of}", when).replace("{customer_filter}", where)
 
 
 def default_as_of(backend: Backend, table: str = "transactions") -> datetime:

@@ -1,11 +1,12 @@
 -- Customer features from clean order lines: one row per customer_id.
--- Parameters (substituted before the query runs): {as_of} a TIMESTAMP literal; only lines before it count;
+-- Parameters (substituted before the query runs): {as_of} a TIMESTAMP literal, or the as_of column of a table
+-- of (customer_id, as_of) that {as_of_join} joins (empty without one): only lines before it count;
 -- {customer_filter} empty, or a condition that keeps some customers only.
 -- Tables: transactions (clean canonical lines), returns (cancellations matched to earlier purchases).
 WITH lines AS (
     SELECT customer_id, order_id, product_id, quantity, unit_price,
            quantity * unit_price AS amount, ts, isodow(ts) AS dow, hour(ts) AS hr
-    FROM transactions
+    FROM transactions{as_of_join}
     WHERE ts < {as_of} {customer_filter}
 ),
 orders AS (
@@ -48,7 +49,7 @@ per_line AS (
 ),
 ret AS (
     SELECT customer_id, sum(quantity * unit_price) AS returned_value
-    FROM returns
+    FROM returns{as_of_join}
     WHERE matched AND ts < {as_of} {customer_filter}
     GROUP BY customer_id
 )
@@ -76,7 +77,7 @@ SELECT
     o.active_months,
     o.first_ts AS first_purchase,
     o.last_ts AS last_purchase
-FROM per_order o
+FROM per_order o{as_of_join}
 JOIN per_line l ON l.customer_id = o.customer_id
 LEFT JOIN ret r ON r.customer_id = o.customer_id
 ORDER BY o.customer_id
