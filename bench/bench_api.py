@@ -54,9 +54,12 @@ def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None
     raise SystemExit(f"{url} did not answer in {timeout} s")
 
 
-def _payloads(run_dir: Path, n: int) -> tuple[list[str], list[dict[str, Any]]]:
-    """Customer ids to look up, and score bodies made of real customers' raw lines."""
+def _payloads(run_dir: Path, n: int, recent: bool = False) -> tuple[list[str], list[dict[str, Any]]]:
+    """Customer ids to look up, and score bodies made of real customers' raw lines; ``recent`` moves each
+    customer's lines so that their last order falls 1-30 days after the run's as-of (new customers ordering
+    now: each is scored as of the day after their own last order, so a pass mixes many dates)."""
     import duckdb
+    import pandas as pd
 
     con = duckdb.connect(str(run_dir / "shopseg.duckdb"), read_only=True)
     try:
@@ -64,6 +67,7 @@ def _payloads(run_dir: Path, n: int) -> tuple[list[str], list[dict[str, Any]]]:
         picked = con.execute(
             "SELECT customer_id FROM segments WHERE n_lines BETWEEN 20 AND 60 ORDER BY customer_id LIMIT ?", [n]
         ).fetchall()
+        as_of = pd.Timestamp(json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))["as_of"])
         bodies = []
         for (cid,) in picked:
             frame = con.execute(
@@ -71,6 +75,10 @@ def _payloads(run_dir: Path, n: int) -> tuple[list[str], list[dict[str, Any]]]:
                 "FROM transactions WHERE customer_id = ?",
                 [cid],
             ).df()
+            if recent:
+                times = pd.to_datetime(frame["ts"])
+                shift = as_of - times.max() + pd.Timedelta(days=1 + len(bodies) % 30)
+                frame["ts"] = (times + shift).dt.strftime("%Y-%m-%d %H:%M:%S")
             bodies.append({"customer_id": f"new-{cid}", "orders": frame.to_dict(orient="records"), "n": 10})
     finally:
         con.close()
@@ -329,6 +337,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--routes", default="lookup,score", help="lookup, score or both")
     ap.add_argument("--rates", default="", help="open-loop lookup rates (req/s, asyncio client), e.g. 100,200")
     ap.add_argument("--score-rates", default="", help="open-loop score rates (req/s, asyncio client)")
+    ap.add_argument(
+        "--recent",
+        action="store_true",
+        help="score bodies whose last order is 1-30 days after the run's as-of (a pass then mixes many dates)",
+    )
     args = ap.parse_args(argv)
     client = args.client
     if client == "auto":
@@ -342,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
 
             print(f"building the sample run in {run_dir} …", file=sys.stderr)
             shopseg.run([shopseg.sample_path()], run_dir)
-    ids, bodies = _payloads(run_dir, 50)
+    ids, bodies = _payloads(run_dir, 50, recent=args.recent)
     routes = [r for r in args.routes.split(",") if r]
     results: list[dict[str, Any]] = []
     tmp = Path(tempfile.mkdtemp(prefix="bench-api-"))
