@@ -1004,6 +1004,18 @@ def test_order_values_become_the_text_a_file_would_hold() -> None:
     assert _texts(floats) == [_text(v) for v in floats] == ["2", "2.5", "0", "100000000000000000000", "inf", "0.1"]
 
 
+def test_order_lines_with_columns_named_like_the_pass_own(data: RunData) -> None:
+    """Lines with a 'rowid' or '_source' column (names the scoring pass and the raw tables use themselves) are
+    scored the library's step-by-step way, where ingest reads them as 'rowid_' / '_source_'."""
+    rows = [
+        {"rowid": 7, "_source": "web", "customer_id": "r", "ts": "2011-06-01 10:00:00", "unit_price": 2.0},
+        {"rowid": 8, "_source": "web", "customer_id": "r", "ts": "2011-07-01 10:00:00", "unit_price": 3.0},
+    ]
+    assert data._prepare(0, ScoreJob(rows)) is None
+    res = data.score_orders(rows)
+    assert res.customers[0]["features"]["monetary"] == 5.0 and res.customers[0]["features"]["frequency"] == 2
+
+
 def test_the_columns_of_order_lines_in_first_seen_order() -> None:
     from shopseg.serve.rundir import _checked_names
 

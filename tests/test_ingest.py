@@ -736,3 +736,38 @@ def test_parquet_read_in_place_survives_another_working_directory(
         (4, "b.parquet", 3),
         (5, "b.parquet", 4),
     ]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "parquet+csv", "excel"])
+def test_input_columns_named_like_the_raw_tables_own(
+    fmt: str, tmp_path: Path, write_file: Write, ingest: Ingest, backend: DuckDBBackend
+) -> None:
+    """A database export's own row number is often a column called 'rowid' (and a column may be called
+    '_source'): both names are the raw tables' own, so such columns are read as 'rowid_' / '_Source_' with a
+    note, and the lines keep their identity, typing and mapping in every format."""
+    rows = [
+        ["17", "web", "536365", "85123A", "6", "2010-12-01 08:26:00", "2.55", "17850"],
+        ["18", "shop", "536366", "22633", "2", "2010-12-01 08:28:00", "1.85", "13047"],
+    ]
+    header = ["ROWID", "_Source", "InvoiceNo", "StockCode", "Quantity", "InvoiceDate", "UnitPrice", "CustomerID"]
+    table = pa.table({h: [r[i] for r in rows] for i, h in enumerate(header)})
+    csv_text = ",".join(header) + "\n" + "".join(",".join(r) + "\n" for r in rows)
+    if fmt == "csv":
+        inputs: list[str | Path] = [write_file("o.csv", csv_text)]
+    elif fmt == "parquet":
+        pq.write_table(table, tmp_path / "o.parquet")
+        inputs = [tmp_path / "o.parquet"]
+    elif fmt == "parquet+csv":
+        pq.write_table(table, tmp_path / "o.parquet")
+        inputs = [tmp_path / "o.parquet", write_file("p.csv", csv_text)]
+    else:
+        inputs = [_workbook(tmp_path / "o.xlsx", {"Orders": [header, *rows]})]
+    res = ingest(inputs)
+    assert any("'ROWID' read as 'ROWID_'" in n for n in res.notes), res.notes
+    assert any("'_Source' read as '_Source_'" in n for n in res.notes), res.notes
+    df = typed(backend)
+    assert list(df["_row_id"]) == list(range(1, len(df) + 1))
+    assert list(df["product_id"][:2]) == ["85123A", "22633"] and list(df["customer_id"][:2]) == ["17850", "13047"]
+    assert list(df["quantity"][:2]) == [6.0, 2.0]
+    raw = backend.df('SELECT "ROWID_", "_Source_" FROM raw_transactions')
+    assert [str(v) for v in raw["ROWID_"][:2]] == ["17", "18"] and list(raw["_Source_"][:2]) == ["web", "shop"]

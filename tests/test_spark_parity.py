@@ -185,6 +185,18 @@ def test_semicolon_csv_with_decimal_commas_and_day_first_dates(spark: Any, tmp_p
     assert_same(d, s)
 
 
+def test_a_database_exports_rowid_column_in_parquet_and_csv(spark: Any, tmp_path: Path) -> None:
+    """Inputs with a 'rowid' column (the raw tables' own name for the row identity) read alike on both
+    engines: the column is read as 'rowid_', the lines keep their identity."""
+    frame = _shop_frame(80, seed=21)
+    frame.insert(0, "rowid", range(100, 100 + len(frame)))
+    frame.iloc[: len(frame) // 2].to_parquet(tmp_path / "a.parquet", index=False)
+    frame.iloc[len(frame) // 2 :].to_csv(tmp_path / "b.csv", index=False)
+    d, s = both(spark, tmp_path, [tmp_path / "a.parquet", tmp_path / "b.csv"])
+    assert any("'rowid' read as 'rowid_'" in n for n in d.ingest.notes)
+    assert_same(d, s)
+
+
 def test_generated_shop_with_orders_events_and_customer_attributes(spark: Any, tmp_path: Path) -> None:
     """All three sources: order lines and a clickstream (with planted bad rows) cleaned and turned into
     features on each engine, then the customer table joined on the run's DuckDB database (where the Spark

@@ -7,6 +7,7 @@ another engine translates it. Column types are reported in DuckDB's names (``VAR
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,20 @@ class CsvGroup:
     header: bool  # skip each file's first line
     columns: tuple[str, ...]  # the layout: one name per field, every value read as text
     files: list[tuple[Path, Path]]  # (input file, file to read: the input or its UTF-8 transcoding)
+
+
+#: column names the raw tables use themselves (compared case-insensitively, as SQL identifiers are)
+RESERVED_COLUMNS = frozenset({"rowid", "_source", "_row_id"})
+
+
+def unreserved(name: str, taken: Collection[str] = ()) -> str:
+    """``name``, or with ``_`` appended until it is neither a name the raw tables use themselves (``rowid``,
+    ``_source``, ``_row_id``) nor in ``taken``: an input column called ``rowid`` would otherwise hide the row
+    identity (a database export's own row number often has that name)."""
+    out = name
+    while out.lower() in RESERVED_COLUMNS or (out != name and out in taken):
+        out += "_"
+    return out
 
 
 @dataclass

@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from shopseg.backends.base import CsvGroup, RawPlan
+from shopseg.backends.base import CsvGroup, RawPlan, unreserved
 from shopseg.errors import BackendError
 
 
@@ -133,7 +133,10 @@ class DuckDBBackend:
         if plan.parquet:
             lst = ", ".join(f"'{sql_str(f)}'" for f in plan.parquet)
             cols = self.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
-            sel = ", ".join((f"CAST({quote(c)} AS VARCHAR) AS {quote(c)}" if plan.as_text else quote(c)) for c in cols)
+            sel = ", ".join(
+                (f"CAST({quote(c)} AS VARCHAR)" if plan.as_text else quote(c)) + f" AS {quote(unreserved(c, cols))}"
+                for c in cols
+            )
             parts.append(
                 f"SELECT {sel}, filename AS _source FROM read_parquet([{lst}], union_by_name = true, filename = true)"
             )
@@ -191,7 +194,7 @@ class DuckDBBackend:
             names = " ".join(f"WHEN '{sql_str(a)}' THEN '{sql_str(f)}'" for a, f in zip(full, files, strict=True))
             source = f"CASE filename {names} ELSE filename END"
         cols = self.columns_of(f"SELECT * FROM read_parquet([{lst}], union_by_name = true) LIMIT 0")
-        sel = ", ".join(quote(c) for c in cols)
+        sel = ", ".join(f"{quote(c)} AS {quote(unreserved(c, cols))}" for c in cols)
         self.execute(
             f"CREATE OR REPLACE VIEW {quote(table)} AS SELECT {sel}, {source} AS _source, {rid} AS rowid "
             f"FROM read_parquet([{lst}], union_by_name = true, filename = true, file_row_number = true)"

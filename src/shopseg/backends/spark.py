@@ -40,7 +40,7 @@ from pyspark.sql import functions as sf
 from pyspark.sql import types as st
 from sqlglot import exp
 
-from shopseg.backends.base import CsvGroup, RawPlan
+from shopseg.backends.base import CsvGroup, RawPlan, unreserved
 from shopseg.backends.dialect import SPARK
 from shopseg.backends.duckdb import quote
 from shopseg.errors import BackendError, ShopsegError
@@ -489,7 +489,7 @@ class SparkBackend:
             paths = [_uri(p) for p in plan.parquet]
             frame = self.spark.read.option("mergeSchema", "true").parquet(*paths)
             data = [c for c in frame.columns]
-            cols = [(_col(c).cast("string").alias(c) if plan.as_text else _col(c)) for c in data]
+            cols = [(_col(c).cast("string") if plan.as_text else _col(c)).alias(unreserved(c, data)) for c in data]
             parts.append(self._with_position(frame, cols))
             order += [(_abs(p), str(p)) for p in plan.parquet]
         for group in plan.csv:

@@ -9,6 +9,7 @@ separated by runs of spaces. Excel is read with python-calamine. Parquet keeps i
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import glob
 import io
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
-from shopseg.backends.base import Backend, CsvGroup, RawPlan
+from shopseg.backends.base import Backend, CsvGroup, RawPlan, unreserved
 from shopseg.errors import BackendError, DataError, InputError
 
 log = logging.getLogger(__name__)
@@ -322,6 +324,11 @@ def load_raw(
             continue
         if kind == "parquet":
             plan.parquet += group
+            for f in group:  # the engine renames these columns as it reads them (unreserved)
+                with contextlib.suppress(OSError, ValueError):
+                    names_in = pq.read_schema(f).names
+                    for c in names_in:
+                        _renamed(c, names_in, notes)
             file_facts += [{"path": str(f), "format": "parquet"} for f in group]
         elif kind == "csv":
             groups, facts = _csv_groups(group, work, encoding, delimiter, header, names, notes)
@@ -329,7 +336,10 @@ def load_raw(
             file_facts += facts
         else:
             for f in group:
-                plan.excel.append((f, read_excel(f, sheet)))
+                data = read_excel(f, sheet)
+                plan.excel.append(
+                    (f, data.rename_columns([_renamed(c, data.column_names, notes) for c in data.column_names]))
+                )
                 file_facts.append({"path": str(f), "format": "excel", "sheet": sheet or "(first)"})
     try:
         rows, rejected = backend.load_raw(table, plan)
@@ -348,6 +358,16 @@ def load_raw(
             "the input has no data rows: " + ", ".join(str(f) for f in files[:3]) + (" …" if len(files) > 3 else "")
         )
     return RawLoad(table, cols, rows, rejected, file_facts, notes)
+
+
+def _renamed(name: str, names: Sequence[str], notes: list[str]) -> str:
+    """:func:`~shopseg.backends.base.unreserved` of an input column name, with a note when it changes it."""
+    out = unreserved(name, names)
+    if out != name:
+        note = f"input column '{name}' read as '{out}': shopseg uses the name '{name.lower()}' itself"
+        if note not in notes:
+            notes.append(note)
+    return out
 
 
 def _csv_groups(
@@ -385,12 +405,6 @@ def _csv_groups(
         target = _transcode(f, d, work) if needs else f
         if use_header:
             cols = [c.strip().lstrip("\ufeff") or f"column{i}" for i, c in enumerate(d.first_line)]
-            deduped: list[str] = []
-            for c in cols:
-                while c in deduped:
-                    c += "_"
-                deduped.append(c)
-            layout = tuple(deduped)
         else:
             assert names is not None
             if len(names) != len(d.first_line):
@@ -398,7 +412,14 @@ def _csv_groups(
                     f"{len(names)} column names given for '{f}', which has {len(d.first_line)} columns "
                     f"({d.first_line}); give one name per column with --names"
                 )
-            layout = tuple(names)
+            cols = list(names)
+        deduped: list[str] = []
+        for c in cols:
+            c = _renamed(c, cols, notes)
+            while c in deduped:
+                c += "_"
+            deduped.append(c)
+        layout = tuple(deduped)
         by_layout.setdefault((d.delimiter, layout), []).append((f, target))
         facts.append(
             {
