@@ -430,7 +430,12 @@ class FastPaths:
             status, code = _status_of(exc)
             await _error(status, code, str(exc))(scope, receive, send)
             return
-        await _send_json(send, 200, json_bytes({"run_id": data.run_id, **result.to_dict()}))
+        await _send_json(send, 200, _score_body(data, result))
+
+
+def _score_body(data: RunData, result: ScoreResult) -> bytes:
+    """The JSON body of a ``POST /score`` answer (the same from the fast path and the route)."""
+    return json_bytes({"run_id": data.run_id, **result.to_dict()})
 
 
 async def _send_json(send: Send, status: int, body: bytes) -> None:
@@ -642,7 +647,7 @@ def _build(
         batcher: ScoreBatcher = request.app.state.batcher
         job = ScoreJob(body.orders, customer_id=body.customer_id, as_of=body.as_of, n=body.n)
         result = await batcher.score(job)
-        return Response(json_bytes({"run_id": data.run_id, **result.to_dict()}), media_type="application/json")
+        return Response(_score_body(data, result), media_type="application/json")
 
     @app.get(
         "/items/{product_id}/similar",

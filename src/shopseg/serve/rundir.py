@@ -197,14 +197,18 @@ class _ScoreDB:
     """An in-memory DuckDB database for scoring passes, and what the last pass left in it for the next."""
 
     backend: DuckDBBackend
-    #: the ``transactions`` view over the pass's flagged lines exists (a view binds its table when queried)
-    has_view: bool = False
     #: the ``returns`` table exists and is empty (a pass without cancellations needs nothing else)
     empty_returns: bool = False
-    #: the ``_score_as_of`` view (each customer's as-of date, from the pass's ``_score_jobs``) exists
-    has_as_of_view: bool = False
+    #: views made in this database (a view binds its tables when queried, so one serves every pass)
+    views: set[str] = field(default_factory=set)
     #: statements prepared in this database, by their SQL
     prepared: dict[str, str] = field(default_factory=dict)
+
+    def view(self, name: str, sql: str) -> None:
+        """Create the view ``name`` as ``sql`` unless this database has it already."""
+        if name not in self.views:
+            self.backend.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+            self.views.add(name)
 
     def fetch(self, sql: str) -> dict[str, np.ndarray]:
         """The columns of a query's result as arrays. A query seen before runs as a statement prepared then:
@@ -1173,21 +1177,22 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
     backend.con.unregister(RAW)
     if not alive:
         return results
-    if not db.has_view:
-        backend.execute(
-            f"CREATE OR REPLACE VIEW transactions AS SELECT customer_id, order_id, product_id, product_name, "
-            f"category, quantity, unit_price, ts, country FROM {FLAGGED} WHERE _reason IS NULL"
-        )
-        db.has_view = True
+    db.view("transactions", f"SELECT {CANONICAL} FROM {FLAGGED} WHERE _reason IS NULL")
     # one look at the flagged lines: lines by job and reason, whether the duplicate and returns passes have
     # anything to do (exact copies: clean lines sharing a hash of the canonical columns, the duplicate pass's
     # own candidates; cancellations the returns pass matches), and the products each customer bought (the
     # duplicate pass keeps one copy of each line, so the pairs are the same before it and after)
     tally = f"SELECT _job, _reason, count(*) AS n, max(ts) AS latest FROM {FLAGGED} GROUP BY ALL"
-    counts: dict[str, dict[str | None, int]] = {}
-    last: dict[str, Any] = {}
+    counts: dict[str, dict[str | None, int]] = {}  # lines by job and reason
+    last: dict[str, Any] = {}  # each job's last clean purchase
     bought: dict[str, set[str]] = {}
     copies = cancellations = 0
+
+    def count(job: Any, reason: str | None, n: Any, latest: Any) -> None:
+        counts.setdefault(str(job), {})[reason] = int(n)
+        if reason is None:
+            last[str(job)] = latest
+
     looked = db.fetch(
         f"SELECT 0 AS kind, _job, _reason, n, latest, NULL AS cid, NULL AS pid FROM ({tally}) UNION ALL "
         f"SELECT 1, NULL, NULL, count(*) FILTER (WHERE _reason IS NULL) - count(DISTINCT hash({CANONICAL})) "
@@ -1198,20 +1203,16 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
     )
     for kind, job, reason, n, latest, cid, pid in zip(*(_objects(a) for a in looked.values()), strict=True):
         if kind == 0:
-            counts.setdefault(str(job), {})[reason] = int(n)
-            if reason is None:
-                last[str(job)] = latest
+            count(job, reason, n, latest)
         elif kind == 1:
             copies, cancellations = int(n), int(pid)
         else:
             bought.setdefault(str(cid), set()).add(str(pid))
-    if copies:
+    if copies:  # the copies become 'duplicate' lines: count again
         _mark_duplicates(backend)
-        counts = {}
-        for job, reason, n, latest in backend.rows(tally):
-            counts.setdefault(str(job), {})[reason] = int(n)
-            if reason is None:
-                last[str(job)] = latest
+        counts.clear()
+        for row in backend.rows(tally):
+            count(*row)
     if cancellations or not db.empty_returns:
         _returns(backend)  # with no cancellations: the empty table, kept for the next passes
         db.empty_returns = not cancellations
@@ -1242,12 +1243,10 @@ def _score_pass(data: RunData, db: _ScoreDB, prepared: list[_Prepared]) -> dict[
                 }
             ),
         )
-        if not db.has_as_of_view:
-            backend.execute(
-                f"CREATE OR REPLACE VIEW _score_as_of AS SELECT DISTINCT f.customer_id, j.as_of FROM {FLAGGED} f "
-                "JOIN _score_jobs j ON j.job = f._job"
-            )
-            db.has_as_of_view = True
+        db.view(
+            "_score_as_of",
+            f"SELECT DISTINCT f.customer_id, j.as_of FROM {FLAGGED} f JOIN _score_jobs j ON j.job = f._job",
+        )
         queries.append(
             (data._lazy("feature_sql by job", lambda: feature_sql(None, as_of_table="_score_as_of")), scored)
         )
